@@ -1,0 +1,180 @@
+"""The training loop shared by pretraining (iteration 0), the M-steps and the full-label bound.
+
+As in the IUPC seed: SGD with Nesterov momentum, linear warm-up then a per-iteration cosine
+schedule, yaw and scale augmentation, validation after every epoch, and the best-on-val weights
+kept for the next E-step.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from weak3d.classes import NUM_CLASSES
+from weak3d.losses import candidate_set_loss, ce_lovasz
+from weak3d.metrics import confusion_matrix, iou_from_confusion
+from weak3d.models import build_model
+from weak3d.train.data import Batch, Keyframe, make_batch
+
+log = logging.getLogger(__name__)
+MODES = ("pretrain", "mstep", "full")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "minkunet"
+    cr: float = 0.5
+    voxel_size: float = 0.1
+    epochs: int = 6
+    batch_size: int = 2
+    lr: float = 0.24
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 0
+    amp: bool = False
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"config key train: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config key device: 'cuda' was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` iterations, then half a cosine down to zero at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def batches(frames: list[Keyframe], size: int, rng: np.random.Generator) -> Iterator[list[Keyframe]]:
+    order = rng.permutation(len(frames))
+    for start in range(0, len(order), size):
+        yield [frames[i] for i in order[start : start + size]]
+
+
+def training_loss(logits: torch.Tensor, batch: Batch, mode: str) -> torch.Tensor:
+    """IUPC's 3D-branch loss for each mode; every CE + Lovasz and candidate term has weight 1."""
+    t = batch.targets
+    if mode == "full":
+        return ce_lovasz(logits, t["labels"])
+    loss = ce_lovasz(logits, t["sparse"]) + ce_lovasz(logits, t["propagated"])
+    loss = loss + candidate_set_loss(logits, t["candidates"])
+    if mode == "mstep":
+        loss = loss + ce_lovasz(logits, t["pseudo"])
+    return loss
+
+
+def train(
+    cfg: TrainConfig,
+    mode: str,
+    train_frames: list[Keyframe],
+    val_frames: list[Keyframe],
+    device: torch.device,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train from scratch; return the best-on-val checkpoint and the per-epoch history."""
+    if mode not in MODES:
+        raise ValueError(f"training mode '{mode}' is not one of {MODES}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg.model, cr=cfg.cr).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+    )
+    per_epoch = math.ceil(len(train_frames) / cfg.batch_size)
+    total = per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, cfg.warmup_iters, total)
+    )
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    best: dict[str, Any] = {"val_miou": -1.0}
+    history = []
+    for epoch in range(cfg.epochs):
+        model.train()
+        start, losses = time.time(), []
+        for frames in batches(train_frames, cfg.batch_size, rng):
+            batch = make_batch(frames, cfg.voxel_size, rng=rng, augment=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = model(batch.tensor.to(device))
+            loss = training_loss(logits.float(), batch.to(device), mode)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+        val = evaluate_frames(model, val_frames, cfg.voxel_size, device)
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "val_miou": val["miou"],
+            "seconds": round(time.time() - start, 2),
+        }
+        history.append(record)
+        log.info("epoch %d loss %.4f val mIoU %.2f (%.1fs)", epoch, record["loss"], val["miou"], record["seconds"])
+        if val["miou"] > best["val_miou"]:
+            best = {
+                "state_dict": copy.deepcopy(model.state_dict()),
+                "epoch": epoch,
+                "val_miou": val["miou"],
+                "config": asdict(cfg),
+                "mode": mode,
+            }
+    return best, history
+
+
+@torch.no_grad()
+def predict_frame(
+    model: torch.nn.Module, frame: Keyframe, voxel_size: float, device: torch.device, fov_only: bool = True
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Per-point class probabilities and features for the used points of one keyframe.
+
+    Returns (point indices in raw order, probabilities (n, C), features (n, D)); every point takes
+    the prediction of its voxel.
+    """
+    model.eval()
+    batch = make_batch([frame], voxel_size, fov_only=fov_only)
+    logits, features = model(batch.tensor.to(device), return_features=True)
+    voxel = torch.from_numpy(batch.point_to_voxel[0]).to(device)
+    probs = torch.softmax(logits.float(), dim=1)[voxel]
+    return batch.point_index[0], probs.cpu(), features.float()[voxel].cpu()
+
+
+def evaluate_frames(
+    model: torch.nn.Module,
+    frames: list[Keyframe],
+    voxel_size: float,
+    device: torch.device,
+    fov_only: bool = True,
+) -> dict[str, Any]:
+    """Point-level mIoU over keyframes (FOV points by default, as the IUPC protocol)."""
+    cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    n_points = 0
+    for frame in frames:
+        idx, probs, _ = predict_frame(model, frame, voxel_size, device, fov_only=fov_only)
+        pred = probs.argmax(dim=1).numpy()
+        cm += confusion_matrix(pred, frame.labels[idx], num_classes=NUM_CLASSES)
+        n_points += len(idx)
+    result = iou_from_confusion(cm)
+    result["n_points"] = n_points
+    return result

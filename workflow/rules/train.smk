@@ -1,0 +1,125 @@
+# Training: pretrain (iteration 0) -> E-step -> M-step (iteration k) ..., and the full-label bound.
+
+TRAIN_CODE = code_files(
+    "kernels",
+    "weak3d/models",
+    "weak3d/train",
+    "weak3d/losses",
+    "weak3d/metrics.py",
+    "weak3d/classes.py",
+    "weak3d/io.py",
+)
+
+
+def training_data(wildcards):
+    return {
+        "scenes": per_scene("results/{ds}/preprocessed/{scene}.h5", "all")(wildcards),
+        "labels": per_scene("results/{ds}/weak_labels/{scene}.h5", "train")(wildcards),
+        "superpixels": per_scene("results/{ds}/superpixels/{scene}.h5", "train")(wildcards),
+    }
+
+
+def gpus():
+    return 0 if config["device"] == "cpu" else 1
+
+
+rule pretrain:
+    input:
+        unpack(training_data),
+        split="results/{ds}/scenes.json",
+        code=TRAIN_CODE,
+    output:
+        model="results/{ds}/iter0/model.pt",
+        log="results/{ds}/iter0/train_log.json",
+    log:
+        "logs/{ds}/train/iter0.log",
+    benchmark:
+        "benchmarks/{ds}/train/iter0.tsv"
+    params:
+        mode="pretrain",
+        settings=stage_params("train"),
+        device=device(),
+    threads: 2
+    resources:
+        gpu=gpus(),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule estep:
+    input:
+        unpack(training_data),
+        split="results/{ds}/scenes.json",
+        model=previous_model,
+        previous=previous_pseudo,
+        code=TRAIN_CODE + code_files("weak3d/estep.py"),
+    output:
+        directory("results/{ds}/iter{k}/pseudo"),
+    log:
+        "logs/{ds}/estep/iter{k}.log",
+    benchmark:
+        "benchmarks/{ds}/estep/iter{k}.tsv"
+    params:
+        iteration=lambda wc: int(wc.k),
+        settings=stage_params("estep"),
+        device=device(),
+    threads: 2
+    resources:
+        gpu=gpus(),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/estep.py"
+
+
+rule mstep:
+    input:
+        unpack(training_data),
+        split="results/{ds}/scenes.json",
+        pseudo="results/{ds}/iter{k}/pseudo",
+        code=TRAIN_CODE,
+    output:
+        model="results/{ds}/iter{k}/model.pt",
+        log="results/{ds}/iter{k}/train_log.json",
+    log:
+        "logs/{ds}/train/iter{k}.log",
+    benchmark:
+        "benchmarks/{ds}/train/iter{k}.tsv"
+    params:
+        mode="mstep",
+        settings=stage_params("train"),
+        device=device(),
+    threads: 2
+    resources:
+        gpu=gpus(),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule full:
+    input:
+        unpack(training_data),
+        split="results/{ds}/scenes.json",
+        code=TRAIN_CODE,
+    output:
+        model="results/{ds}/full/model.pt",
+        log="results/{ds}/full/train_log.json",
+    log:
+        "logs/{ds}/train/full.log",
+    benchmark:
+        "benchmarks/{ds}/train/full.tsv"
+    params:
+        mode="full",
+        settings=stage_params("train"),
+        device=device(),
+    threads: 2
+    resources:
+        gpu=gpus(),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
