@@ -1,0 +1,64 @@
+"""SEEDS superpixels of camera images, as IUPC computes them (opencv-contrib ximgproc).
+
+SEEDS is a deterministic hill-climbing on a fixed initial grid (no random component); the tests
+check that the same image gives the same labels twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class SuperpixelConfig:
+    """SEEDS settings; defaults are those of the IUPC release (prepare_nusc_superpixel.py)."""
+
+    num_superpixels: int = 1024
+    num_levels: int = 5
+    prior: int = 5
+    histogram_bins: int = 10
+    double_step: bool = True
+    iterations: int = 10
+    # (height, width) the image is resized to first; None keeps the input size. 360x640 is the
+    # 0.4 scale of nuScenes' 900x1600 images that the 2D branch sees.
+    size: tuple[int, int] | None = (360, 640)
+
+
+def resize_like_pil(image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize to (height, width) with PIL, as torchvision's Resize does on PIL images.
+
+    PIL's bilinear filter widens with the downscale factor (it antialiases); cv2.INTER_LINEAR does
+    not, and would give different pixels and hence different superpixels.
+    """
+    h, w = size
+    if image_rgb.shape[:2] == (h, w):
+        return image_rgb
+    return np.asarray(Image.fromarray(image_rgb).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def seeds_input(image_rgb: np.ndarray) -> np.ndarray:
+    """HSV image after equalising the luma: RGB -> YUV, equalizeHist(Y), -> RGB -> HSV."""
+    yuv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2YUV)
+    yuv[:, :, 0] = cv2.equalizeHist(yuv[:, :, 0])
+    rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+
+
+def seeds_superpixels(image_rgb: np.ndarray, cfg: SuperpixelConfig = SuperpixelConfig()) -> np.ndarray:
+    """int32 superpixel label map (H', W') of an RGB uint8 image (H, W, 3), at `cfg.size`."""
+    image_rgb = np.asarray(image_rgb)
+    if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
+    if cfg.size is not None:
+        image_rgb = resize_like_pil(image_rgb, cfg.size)
+    hsv = seeds_input(np.ascontiguousarray(image_rgb))
+    h, w = hsv.shape[:2]
+    seeds = cv2.ximgproc.createSuperpixelSEEDS(
+        w, h, 3, cfg.num_superpixels, cfg.num_levels, cfg.prior, cfg.histogram_bins, cfg.double_step
+    )
+    seeds.iterate(hsv, cfg.iterations)
+    return seeds.getLabels().astype(np.int32)
