@@ -11,6 +11,8 @@ With epsilon 0 the labels equal scikit-learn's (checked in the tests).
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 
@@ -22,7 +24,7 @@ def condense_tree(slt: np.ndarray, n_points: int, min_cluster_size: int):
     """Condense a single-linkage tree (rows: left, right, distance, size) into cluster records.
 
     Returns (cluster_parent, cluster_birth, point_cluster, point_lambda, child_records) where
-    clusters are numbered 0.. (0 = root) in creation order, so a parent precedes its children;
+    clusters are numbered 0.. (0 = root) breadth-first, so a parent precedes its children;
     `child_records` is a list of (parent, child_cluster, lambda, size).
     """
     left = slt["left_node"].astype(np.int64)
@@ -50,9 +52,10 @@ def condense_tree(slt: np.ndarray, n_points: int, min_cluster_size: int):
                 stack.append(int(right[nd - n_points]))
 
     root = 2 * n_points - 2
-    stack = [(root, 0)]  # (tree node, condensed cluster it belongs to)
-    while stack:
-        node, cluster = stack.pop()
+    # Breadth-first, so clusters are numbered as scikit-learn numbers them (same label ids).
+    queue = deque([(root, 0)])  # (tree node, condensed cluster it belongs to)
+    while queue:
+        node, cluster = queue.popleft()
         if node < n_points:  # a lone point still in the cluster at distance 0
             point_cluster[node] = cluster
             point_lambda[node] = np.inf
@@ -67,11 +70,11 @@ def condense_tree(slt: np.ndarray, n_points: int, min_cluster_size: int):
                 cluster_parent.append(cluster)
                 cluster_birth.append(lam)
                 child_records.append((cluster, new, lam, int(size[child])))
-                stack.append((child, new))
+                queue.append((child, new))
         else:
             for child, big in ((a, big_a), (b, big_b)):
                 if big:
-                    stack.append((child, cluster))
+                    queue.append((child, cluster))
                 else:
                     fall_out(child, cluster, lam)
     return np.array(cluster_parent), np.array(cluster_birth), point_cluster, point_lambda, child_records
