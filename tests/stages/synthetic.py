@@ -9,7 +9,9 @@ ROAD, SIDEWALK, MANMADE, VEGETATION = 11, 13, 15, 16
 CAR, PEDESTRIAN = 4, 7
 
 
-def ground_plane(rng: np.random.Generator, x=(6.0, 26.0), y=(-10.0, 10.0), step=0.3, noise=0.03) -> np.ndarray:
+def ground_plane(
+    rng: np.random.Generator, x=(6.0, 26.0), y=(-10.0, 10.0), step=0.3, noise=0.03
+) -> np.ndarray:
     gx, gy = np.meshgrid(np.arange(*x, step), np.arange(*y, step), indexing="ij")
     pts = np.c_[gx.ravel(), gy.ravel(), np.full(gx.size, GROUND_Z)]
     pts[:, :2] += rng.uniform(-step / 3, step / 3, (len(pts), 2))
@@ -33,7 +35,9 @@ def box_surface(rng: np.random.Generator, center, size, n: int) -> np.ndarray:
 def cylinder_surface(rng: np.random.Generator, center_xy, radius: float, height: float, n: int) -> np.ndarray:
     a = rng.uniform(0, 2 * np.pi, n)
     return np.c_[
-        center_xy[0] + radius * np.cos(a), center_xy[1] + radius * np.sin(a), GROUND_Z + rng.uniform(0, height, n)
+        center_xy[0] + radius * np.cos(a),
+        center_xy[1] + radius * np.sin(a),
+        GROUND_Z + rng.uniform(0, height, n),
     ]
 
 
@@ -51,12 +55,24 @@ def street_scene(seed: int = 0) -> dict[str, np.ndarray]:
     hidden = np.c_[rng.uniform(-20, -6, (200, 2)), np.full(200, GROUND_Z)]
     xyz = np.concatenate([ground, car, ped, wall, hidden])
     gt = np.concatenate(
-        [ground_gt, np.full(len(car), CAR), np.full(len(ped), PEDESTRIAN), np.full(len(wall), MANMADE), np.zeros(200)]
+        [
+            ground_gt,
+            np.full(len(car), CAR),
+            np.full(len(ped), PEDESTRIAN),
+            np.full(len(wall), MANMADE),
+            np.zeros(200),
+        ]
     ).astype(np.uint8)
     visible = np.ones(len(xyz), dtype=bool)
     visible[-200:] = False
     kind = np.concatenate(
-        [np.zeros(len(ground)), np.ones(len(car)), np.full(len(ped), 2), np.full(len(wall), 3), np.full(200, 4)]
+        [
+            np.zeros(len(ground)),
+            np.ones(len(car)),
+            np.full(len(ped), 2),
+            np.full(len(wall), 3),
+            np.full(200, 4),
+        ]
     ).astype(np.int64)
     # One earlier "sweep": the ground seen again from slightly further back, plus ego-body returns.
     sweep = ground_plane(rng, step=0.5)

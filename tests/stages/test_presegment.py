@@ -104,7 +104,9 @@ def test_ransac_is_deterministic_and_seeded():
     a = fit_ground(xyz, sw, PresegmentConfig(seed=7))
     b = fit_ground(xyz, sw, PresegmentConfig(seed=7))
     assert np.array_equal(a, b)
-    assert np.array_equal(presegment(s["xyz"], sw, s["visible"])[2], presegment(s["xyz"], sw, s["visible"])[2])
+    assert np.array_equal(
+        presegment(s["xyz"], sw, s["visible"])[2], presegment(s["xyz"], sw, s["visible"])[2]
+    )
 
 
 def test_hdbscan_separates_two_boxes():
