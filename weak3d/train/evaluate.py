@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-from weak3d.classes import CLASSES
 from weak3d.models import build_model
 from weak3d.train.data import Keyframe
 from weak3d.train.loop import evaluate_frames
@@ -26,17 +25,20 @@ def load_checkpoint(path: str | Path, device: torch.device) -> tuple[torch.nn.Mo
     return model, ckpt
 
 
-def evaluate_checkpoint(path: str | Path, frames: list[Keyframe], device: torch.device) -> dict[str, Any]:
+def evaluate_checkpoint(
+    path: str | Path, frames: list[Keyframe], device: torch.device, full_scan: bool = True
+) -> dict[str, Any]:
+    """mIoU on camera-visible points (the paper's protocol) and, optionally, on the full scans."""
     model, ckpt = load_checkpoint(path, device)
     voxel_size = ckpt["config"]["voxel_size"]
     fov = evaluate_frames(model, frames, voxel_size, device, fov_only=True)
-    full_scan = evaluate_frames(model, frames, voxel_size, device, fov_only=False)
+    full = evaluate_frames(model, frames, voxel_size, device, fov_only=False) if full_scan else None
     return {
         "miou": fov["miou"],
-        "per_class": {CLASSES[c]: iou for c, iou in fov["per_class"].items()},
+        "per_class": fov["per_class"],
         "split": "val",
         "points": "fov",
-        "miou_full_scan": full_scan["miou"],
+        "miou_full_scan": full["miou"] if full else None,
         "checkpoint": str(path),
         "best_epoch": ckpt["epoch"],
         "n_points": fov["n_points"],

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from weak3d.classes import NUM_CLASSES
-from weak3d.losses import candidate_set_loss, ce_lovasz
-from weak3d.metrics import confusion_matrix, iou_from_confusion
+from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
+from weak3d.metrics import confusion_matrix, miou_summary
 from weak3d.models import build_model
 from weak3d.train.data import Batch, Keyframe, make_batch
 
@@ -73,15 +73,20 @@ def batches(frames: list[Keyframe], size: int, rng: np.random.Generator) -> Iter
 
 
 def training_loss(logits: torch.Tensor, batch: Batch, mode: str) -> torch.Tensor:
-    """IUPC's 3D-branch loss for each mode; every CE + Lovasz and candidate term has weight 1."""
+    """The loss of each mode: all labels (full), or IUPC's weak-label terms (+ pseudo-labels in M-steps)."""
     t = batch.targets
     if mode == "full":
         return ce_lovasz(logits, t["labels"])
-    loss = ce_lovasz(logits, t["sparse"]) + ce_lovasz(logits, t["propagated"])
-    loss = loss + candidate_set_loss(logits, t["candidates"])
-    if mode == "mstep":
-        loss = loss + ce_lovasz(logits, t["pseudo"])
-    return loss
+    is_mstep = mode == "mstep"
+    total, _ = iupc_total_loss(
+        logits,
+        t["sparse"],
+        t["propagated"],
+        t["candidates"],
+        pseudo=t["pseudo"] if is_mstep else None,
+        config=IUPCLossConfig.mstep() if is_mstep else IUPCLossConfig.pretrain(),
+    )
+    return total
 
 
 def train(
@@ -124,6 +129,7 @@ def train(
             scheduler.step()
             losses.append(loss.item())
         val = evaluate_frames(model, val_frames, cfg.voxel_size, device)
+        val["miou"] = val["miou"] or 0.0  # None when no class is defined yet
         record = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
@@ -169,12 +175,8 @@ def evaluate_frames(
 ) -> dict[str, Any]:
     """Point-level mIoU over keyframes (FOV points by default, as the IUPC protocol)."""
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    n_points = 0
     for frame in frames:
         idx, probs, _ = predict_frame(model, frame, voxel_size, device, fov_only=fov_only)
         pred = probs.argmax(dim=1).numpy()
         cm += confusion_matrix(pred, frame.labels[idx], num_classes=NUM_CLASSES)
-        n_points += len(idx)
-    result = iou_from_confusion(cm)
-    result["n_points"] = n_points
-    return result
+    return miou_summary(cm)

@@ -24,9 +24,12 @@ def canonical(value):
     return json.dumps(value, sort_keys=True)
 
 
-def stage_params(section):
-    """The config section of one stage plus the global seed, as canonical JSON."""
-    return canonical({**config.get(section, {}), "seed": config["seed"]})
+def stage_params(section, seeded=False):
+    """The config section of one stage (plus the global seed if it draws random numbers), as canonical JSON."""
+    settings = dict(config.get(section, {}))
+    if seeded:
+        settings["seed"] = config["seed"]
+    return canonical(settings)
 
 
 def device():

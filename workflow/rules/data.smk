@@ -67,7 +67,7 @@ rule presegment:
     log:
         "logs/{ds}/presegment/{scene}.log",
     params:
-        settings=stage_params("presegment"),
+        settings=stage_params("presegment", seeded=True),
     conda:
         "../../envs/data.yaml"
     script:

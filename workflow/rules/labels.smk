@@ -11,7 +11,7 @@ rule weak_labels:
     log:
         "logs/{ds}/weak_labels/{scene}.log",
     params:
-        settings=stage_params("weak_labels"),
+        settings=stage_params("weak_labels", seeded=True),
     conda:
         "../../envs/data.yaml"
     script:

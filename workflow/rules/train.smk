@@ -37,7 +37,7 @@ rule pretrain:
         "benchmarks/{ds}/train/iter0.tsv"
     params:
         mode="pretrain",
-        settings=stage_params("train"),
+        settings=stage_params("train", seeded=True),
         device=device(),
     threads: 2
     resources:
@@ -63,7 +63,7 @@ rule estep:
         "benchmarks/{ds}/estep/iter{k}.tsv"
     params:
         iteration=lambda wc: int(wc.k),
-        settings=stage_params("estep"),
+        settings=stage_params("estep", seeded=True),
         device=device(),
     threads: 2
     resources:
@@ -89,7 +89,7 @@ rule mstep:
         "benchmarks/{ds}/train/iter{k}.tsv"
     params:
         mode="mstep",
-        settings=stage_params("train"),
+        settings=stage_params("train", seeded=True),
         device=device(),
     threads: 2
     resources:
@@ -114,7 +114,7 @@ rule full:
         "benchmarks/{ds}/train/full.tsv"
     params:
         mode="full",
-        settings=stage_params("train"),
+        settings=stage_params("train", seeded=True),
         device=device(),
     threads: 2
     resources:

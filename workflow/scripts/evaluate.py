@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 import torch
 
 from weak3d.io import write_json
-from weak3d.jobs import start_job
+from weak3d.jobs import settings, start_job
 from weak3d.train.data import load_keyframes
 from weak3d.train.evaluate import evaluate_checkpoint
 from weak3d.train.loop import resolve_device
@@ -15,6 +15,7 @@ from weak3d.train.loop import resolve_device
 log = start_job(snakemake)
 torch.set_num_threads(snakemake.threads)
 frames = load_keyframes(snakemake.input.scenes)
-result = evaluate_checkpoint(snakemake.input.model, frames, resolve_device(snakemake.params.device))
+device = resolve_device(snakemake.params.device)
+result = evaluate_checkpoint(snakemake.input.model, frames, device, **settings(snakemake))
 write_json(snakemake.output[0], result)
 log.info("%s: mIoU %.2f on %d FOV points", snakemake.wildcards.run, result["miou"], result["n_points"])

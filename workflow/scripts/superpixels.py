@@ -1,0 +1,34 @@
+"""Rule superpixels: SEEDS label maps of every camera image of one scene's keyframes."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from weak3d.io import read_h5_groups, write_h5_groups
+from weak3d.jobs import settings, start_job
+from weak3d.stages.config import config_from_dict
+from weak3d.stages.superpixels import SuperpixelConfig, seeds_superpixels
+
+log = start_job(snakemake)
+cfg = config_from_dict(SuperpixelConfig, settings(snakemake), "superpixels")
+root = Path(snakemake.params.root)
+scene = read_h5_groups(snakemake.input.scene, keys=[])
+groups = {}
+for token, sample in tqdm(sorted(scene.items()), desc="superpixels", file=sys.stderr):
+    maps = []
+    for cam in json.loads(sample["cameras"]):
+        path = root / cam["image"]
+        try:
+            image = np.asarray(Image.open(path).convert("RGB"))
+        except OSError as err:
+            raise RuntimeError(f"{path}: cannot read camera image {cam['token']} ({err})") from err
+        maps.append(seeds_superpixels(image, cfg))
+    # Label ids stay below 2**16 (about 1024 per image), so uint16 halves the files.
+    groups[token] = {"superpixels": np.stack(maps).astype(np.uint16)}
+write_h5_groups(snakemake.output[0], groups)
+log.info("%d keyframes x %d cameras", len(groups), len(maps))
