@@ -27,6 +27,13 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+wildcard_constraints:
+    ds="|".join(config["datasets"]),
+    scene=r"[A-Za-z0-9_.\-]+",
+    k=r"[1-9][0-9]*",
+    run=r"iter[0-9]+|full",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/labels.smk"

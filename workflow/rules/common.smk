@@ -1,13 +1,6 @@
-# Helpers shared by all rule files: config access, canonical params, scene fan-out, code inputs.
+# Helpers for every stage: config access, canonical params, scene fan-out, code inputs.
 import json
 from pathlib import Path
-
-
-wildcard_constraints:
-    ds="|".join(config["datasets"]),
-    scene=r"[A-Za-z0-9_.\-]+",
-    k=r"[1-9][0-9]*",
-    run=r"iter[0-9]+|full",
 
 
 N_ITERATIONS = 2
@@ -104,3 +97,26 @@ def all_targets():
         targets += [f"results/{ds}/{run}.miou" for run in RUNS]
         targets.append(f"results/{ds}/summary.md")
     return targets
+
+
+TRAIN_CODE = code_files(
+    "kernels",
+    "weak3d/models",
+    "weak3d/train",
+    "weak3d/losses",
+    "weak3d/metrics.py",
+    "weak3d/classes.py",
+    "weak3d/io.py",
+)
+
+
+def training_data(wildcards):
+    return {
+        "scenes": per_scene("results/{ds}/preprocessed/{scene}.h5", "all")(wildcards),
+        "labels": per_scene("results/{ds}/weak_labels/{scene}.h5", "train")(wildcards),
+        "superpixels": per_scene("results/{ds}/superpixels/{scene}.h5", "train")(wildcards),
+    }
+
+
+def gpus():
+    return 0 if config["device"] == "cpu" else 1

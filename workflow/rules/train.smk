@@ -1,28 +1,5 @@
 # Training: pretrain (iteration 0) -> E-step -> M-step (iteration k) ..., and the full-label bound.
 
-TRAIN_CODE = code_files(
-    "kernels",
-    "weak3d/models",
-    "weak3d/train",
-    "weak3d/losses",
-    "weak3d/metrics.py",
-    "weak3d/classes.py",
-    "weak3d/io.py",
-)
-
-
-def training_data(wildcards):
-    return {
-        "scenes": per_scene("results/{ds}/preprocessed/{scene}.h5", "all")(wildcards),
-        "labels": per_scene("results/{ds}/weak_labels/{scene}.h5", "train")(wildcards),
-        "superpixels": per_scene("results/{ds}/superpixels/{scene}.h5", "train")(wildcards),
-    }
-
-
-def gpus():
-    return 0 if config["device"] == "cpu" else 1
-
-
 rule pretrain:
     input:
         unpack(training_data),
