@@ -151,12 +151,13 @@ def test_scene_one_click_per_class_per_segment_and_reruns_identical():
 
 
 def test_statistics_denominators_by_hand():
-    # Scan A: 10 points, 5 visible; 1 click, 2 propagated (visible), 1 candidate set (visible).
+    # Scan A: 10 points, 5 visible; 2 clicks, 2 propagated (visible), 1 candidate set (visible)
+    # whose point is also clicked: its copied click is not a propagated label.
     gt_a = np.array([4, 4, 4, 11, 11, 0, 0, 0, 0, 0], dtype=np.uint8)
     vis_a = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
     res_a = {
-        "sparse": np.array([4, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.uint8),
-        "propagated": np.array([4, 11, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.uint8),
+        "sparse": np.array([4, 0, 0, 11, 0, 0, 0, 0, 0, 0], dtype=np.uint8),
+        "propagated": np.array([4, 11, 0, 11, 0, 0, 0, 0, 0, 0], dtype=np.uint8),
         "candidates": np.array([0, 0, 0, 1 << 11 | 1 << 13, 0, 0, 0, 0, 0, 0], dtype=np.uint32),
     }
     # Scan B: 20 points, 10 visible; 2 clicks, 5 propagated (all car, 4 right), no candidates.
@@ -171,7 +172,7 @@ def test_statistics_denominators_by_hand():
     }
     st = label_statistics([res_a, res_b], [gt_a, gt_b], [vis_a, vis_b])
     assert st["n_scans"] == 2
-    assert st["sparse_rate"] == pytest.approx((1 / 10 + 2 / 20) / 2)
+    assert st["sparse_rate"] == pytest.approx((2 / 10 + 2 / 20) / 2)
     assert st["propagated_rate"] == pytest.approx((2 / 5 + 5 / 10) / 2)
     assert st["candidate_rate"] == pytest.approx((1 / 5 + 0 / 10) / 2)
     # Propagated on GT != 0: A: car ok, driveable(11) on a car point wrong; B: 4 car ok, 1 wrong.
@@ -181,5 +182,5 @@ def test_statistics_denominators_by_hand():
     assert st["propagated_per_class"]["bus"] == {"points": 0, "accuracy": None}
     assert st["candidate_contains_gt"] == 1.0
     table = statistics_table(st)
-    assert "| 2 | 10.000 | 45.00 | 10.00 | 71.43 | 100.00 |" in table
+    assert "| 2 | 15.000 | 45.00 | 10.00 | 71.43 | 100.00 |" in table
     assert "| car | 6 | 83.33 |" in table and "| bus | 0 | n/a |" in table

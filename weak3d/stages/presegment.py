@@ -38,8 +38,10 @@ class PresegmentConfig:
     max_attempts: int = 3
     ransac_n: int = 10
     ransac_iterations: int = 1000
-    # The release requires a flatter plane (|n.z| > 0.95) in a few cells close behind the nuScenes
-    # ego vehicle; kept for fidelity, set strict_angular=() to disable.
+    # The release demands a flatter plane (|n.z| > 0.95) in the cells with radial index < 2 and
+    # angular index 4-5: r < 7.5 m, theta in [-0.65, -0.45] pi, i.e. right behind the nuScenes ego
+    # (LiDAR y forward). Tied to that vehicle's geometry; kept on by default because the embedded
+    # world uses the same rig, and it only tightens a check. strict_angular=() disables it.
     strict_radial_below: int = 2
     strict_angular: tuple[int, ...] = (4, 5)
     strict_normal_th: float = 0.95

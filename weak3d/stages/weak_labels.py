@@ -170,9 +170,11 @@ def label_statistics(
 
     Rates are means over scans with the release's denominators: sparse over all scan points,
     propagated and candidate over camera-visible points (scans without visible points are left out
-    of those two means). Only non-zero labels count (class-0 clicks are not made here, see the
-    module docstring). Quality is pooled over all points with GT != 0: accuracy of propagated
-    labels (overall, and per propagated class) and the fraction of candidate sets holding the GT.
+    of those two means). As in the release, "propagated" counts labels spread over single-class
+    segments, not the clicks copied into multi-class segments (points with a candidate set).
+    Class-0 clicks are not made here (module docstring), so the sparse rate is a little lower than
+    the release's. Quality is pooled over points with GT != 0: accuracy of those propagated labels
+    (overall and per propagated class) and the fraction of candidate sets that hold the GT class.
     """
     if not (len(results) == len(gt) == len(visible)):
         raise ValueError(f"got {len(results)} results, {len(gt)} GT arrays, {len(visible)} masks")
@@ -186,7 +188,9 @@ def label_statistics(
         y = np.asarray(y, dtype=np.int64)
         vis = np.asarray(vis, dtype=bool)
         n_sparse = int(np.count_nonzero(r["sparse"]))
-        n_prop = int(np.count_nonzero((r["propagated"] != 0) & vis))
+        p = np.asarray(r["propagated"], dtype=np.int64)
+        p = np.where(np.asarray(r["candidates"]) != 0, 0, p)  # drop clicks in multi-class segments
+        n_prop = int(np.count_nonzero((p != 0) & vis))
         n_cand = int(np.count_nonzero((r["candidates"] != 0) & vis))
         n_vis = int(vis.sum())
         sparse_rates.append(n_sparse / max(len(y), 1))
@@ -195,7 +199,6 @@ def label_statistics(
             cand_rates.append(n_cand / n_vis)
         for key, val in zip(totals, (len(y), n_vis, n_sparse, n_prop, n_cand), strict=True):
             totals[key] += val
-        p = np.asarray(r["propagated"], dtype=np.int64)
         m = (p != 0) & (y != 0)
         labelled += np.bincount(p[m], minlength=NUM_CLASSES)
         correct += np.bincount(p[m & (p == y)], minlength=NUM_CLASSES)
