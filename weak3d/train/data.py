@@ -79,9 +79,9 @@ class Batch:
     voxel_point_index: np.ndarray  # per voxel: (keyframe number in batch, raw point index)
 
     def to(self, device: torch.device) -> Batch:
-        return replace(
-            self, tensor=self.tensor.to(device), targets={k: v.to(device) for k, v in self.targets.items()}
-        )
+        # A fresh batch has no cached kernel maps yet, so rebuilding the tensor on `device` is exact.
+        tensor = kernels.SparseTensor(self.tensor.feats.to(device), self.tensor.coords.to(device))
+        return replace(self, tensor=tensor, targets={k: v.to(device) for k, v in self.targets.items()})
 
 
 def label_priority(frame: Keyframe) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from weak3d.models import build_model
+from weak3d.models.build import build_model
 from weak3d.train.data import Keyframe
 from weak3d.train.loop import evaluate_frames
 

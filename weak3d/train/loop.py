@@ -21,7 +21,7 @@ import torch
 from weak3d.classes import NUM_CLASSES
 from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
 from weak3d.metrics import confusion_matrix, miou_summary
-from weak3d.models import build_model
+from weak3d.models.build import build_model
 from weak3d.train.data import Batch, Keyframe, make_batch
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,10 @@ def train(
         model.train()
         start, losses = time.time(), []
         for frames in batches(train_frames, cfg.batch_size, rng):
-            batch = make_batch(frames, cfg.voxel_size, rng=rng, augment=True)
+            batch = make_batch(frames, cfg.voxel_size, rng=rng, augment=True).to(device)
             with torch.autocast(device.type, enabled=use_amp):
-                logits = model(batch.tensor.to(device))
-            loss = training_loss(logits.float(), batch.to(device), mode)
+                logits = model(batch.tensor)
+            loss = training_loss(logits.float(), batch, mode)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -159,11 +159,11 @@ def predict_frame(
     the prediction of its voxel.
     """
     model.eval()
-    batch = make_batch([frame], voxel_size, fov_only=fov_only)
-    logits, features = model(batch.tensor.to(device), return_features=True)
+    batch = make_batch([frame], voxel_size, fov_only=fov_only).to(device)
+    logits, features = model(batch.tensor, return_features=True)
     voxel = torch.from_numpy(batch.point_to_voxel[0]).to(device)
     probs = torch.softmax(logits.float(), dim=1)[voxel]
-    return batch.point_index[0], probs.cpu(), features.float()[voxel].cpu()
+    return batch.point_index[0], probs.cpu(), features["voxel_features"].float()[voxel].cpu()
 
 
 def evaluate_frames(
