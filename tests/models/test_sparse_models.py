@@ -117,7 +117,8 @@ def test_forward_backward_on_a_real_nuscenes_sweep(device, model_name):
         voxel_coords, indices, inverse = kernels.sparse_quantize(xyz, VOXEL_SIZE)
         coords = torch.from_numpy(np.concatenate([np.zeros((len(indices), 1), np.int32), voxel_coords], 1))
         model = MinkUNet(cr=0.5).to(device)
-        logits = model(kernels.SparseTensor(torch.from_numpy(sweep[indices, :4]).to(device), coords.to(device)))
+        voxel_feats = torch.from_numpy(sweep[indices, :4]).to(device)
+        logits = model(kernels.SparseTensor(voxel_feats, coords.to(device)))
         assert logits.shape == (len(indices), 17) and 20_000 < len(indices) < 34688
         point_logits = logits[torch.from_numpy(inverse).to(device)]
     else:
