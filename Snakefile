@@ -24,7 +24,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "config/schema.yaml")
 
 
 wildcard_constraints:
