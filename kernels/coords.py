@@ -10,7 +10,9 @@ from kernels.tensor import Stride
 _MAX_KEY_SPACE = 2**62
 
 
-def kernel_offsets(kernel_size: Stride, dilation: Stride = (1, 1, 1), device: torch.device | str = "cpu"):
+def kernel_offsets(
+    kernel_size: Stride, dilation: Stride = (1, 1, 1), device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Offsets `[K, 3]` (x, y, z) of a kernel, in torchsparse's order.
 
     Per axis the offsets are `arange(-size // 2 + 1, size // 2 + 1) * dilation` (3 -> -1, 0, 1;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from sparse_dense_oracle import random_coords
 
@@ -50,12 +51,8 @@ def test_kernel_maps_are_built_once_and_reused_by_transposed_conv(device, monkey
 def test_transposed_conv_without_a_parent_stride_is_an_error(device):
     x = _tensor(device, 4)
     coarse = kernels.SparseTensor(x.feats, x.coords, stride=2)  # no stride-1 coordinates cached
-    try:
+    with pytest.raises(ValueError, match=r"stride \(1, 1, 1\)"):
         spnn.Conv3d(4, 4, 2, stride=2, transposed=True).to(device)(coarse)
-    except ValueError as error:
-        assert "stride (1, 1, 1)" in str(error)
-    else:
-        raise AssertionError("expected a ValueError")
 
 
 def test_out_in_map_lists_every_pair_once(device):

@@ -106,5 +106,8 @@ def stem(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def run_decoder_stage(stage: nn.ModuleList, x: kernels.SparseTensor, skip: kernels.SparseTensor):
+def run_decoder_stage(
+    stage: nn.ModuleList, x: kernels.SparseTensor, skip: kernels.SparseTensor
+) -> kernels.SparseTensor:
+    """Up-sample `x` onto `skip`'s voxels, concatenate `skip`, run the residual blocks."""
     return stage[1](kernels.cat([stage[0](x), skip]))
