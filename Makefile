@@ -32,8 +32,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/snakemake --lint
 
+# LiDAR points on CAM_FRONT: the real sample of ../shared/realdata and the first synthetic sample.
 overlays: setup
-	$(PY) -m weak3d.overlay --out overlays
+	$(VENV)/bin/snakemake --cores $(CORES) resources/nusc/raw
+	$(PY) -m weak3d.overlay --out overlays --world resources/nusc/raw --version v1.0-weak3d
 
 clean-results:
 	rm -rf results logs benchmarks

@@ -34,7 +34,9 @@ def test_download_verifies_and_extracts_all_archives(archive_dir: Path, tmp_path
     sha_b = make_archive(archive_dir / "b.tgz", {"lidarseg/v1.0-mini/y.bin": b"\x02" * 10})
     out = tmp_path / "raw"
     with serve(archive_dir) as url:
-        cfg = {"archives": [{"url": f"{url}/a.tgz", "sha256": sha_a}, {"url": f"{url}/b.tgz", "sha256": sha_b}]}
+        cfg = {
+            "archives": [{"url": f"{url}/a.tgz", "sha256": sha_a}, {"url": f"{url}/b.tgz", "sha256": sha_b}]
+        }
         download_dataset(out, cfg, cache_dir=tmp_path / "cache")
     assert (out / "v1.0-mini" / "scene.json").read_bytes() == b"[]"
     assert (out / "samples" / "x.bin").read_bytes() == b"1" * 100
@@ -70,7 +72,9 @@ def test_missing_url_and_unreachable_server_are_reported(tmp_path: Path) -> None
         download_dataset(tmp_path / "raw", {"archives": [{"url": "http://127.0.0.1:9/a.tgz"}]}, tmp_path)
     with pytest.raises(RuntimeError, match="127.0.0.1:9/a.tgz"):
         download_dataset(
-            tmp_path / "raw", {"archives": [{"url": "http://127.0.0.1:9/a.tgz", "sha256": "0" * 64}]}, tmp_path
+            tmp_path / "raw",
+            {"archives": [{"url": "http://127.0.0.1:9/a.tgz", "sha256": "0" * 64}]},
+            tmp_path,
         )
     assert not (tmp_path / "raw").exists()
 
@@ -78,6 +82,8 @@ def test_missing_url_and_unreachable_server_are_reported(tmp_path: Path) -> None
 def test_archive_escaping_the_root_is_refused(archive_dir: Path, tmp_path: Path) -> None:
     sha = make_archive(archive_dir / "evil.tgz", {"../outside.txt": b"boom"})
     with serve(archive_dir) as url, pytest.raises(Exception, match="outside"):
-        download_dataset(tmp_path / "raw", {"archives": [{"url": f"{url}/evil.tgz", "sha256": sha}]}, tmp_path / "c")
+        download_dataset(
+            tmp_path / "raw", {"archives": [{"url": f"{url}/evil.tgz", "sha256": sha}]}, tmp_path / "c"
+        )
     assert not (tmp_path / "outside.txt").exists()
     assert not (tmp_path / "raw").exists()

@@ -34,11 +34,15 @@ def test_every_env_pin_matches_requirements() -> None:
             if name == "torch":
                 assert version == "2.13.0", f"{env.name}: torch {version} differs from the Makefile's pin"
                 continue
-            assert required.get(name) == version, f"{env.name}: {name}=={version}, requirements.txt has {required.get(name)}"
+            assert required.get(name) == version, (
+                f"{env.name}: {name}=={version}, requirements.txt has {required.get(name)}"
+            )
 
 
 def test_every_rule_names_an_existing_env() -> None:
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for line in smk.read_text().splitlines():
             if line.strip().startswith('"../../envs/'):
-                assert (smk.parent / line.strip().strip('",')).resolve().exists(), f"{smk.name}: {line.strip()}"
+                assert (smk.parent / line.strip().strip('",')).resolve().exists(), (
+                    f"{smk.name}: {line.strip()}"
+                )

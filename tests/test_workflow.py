@@ -34,7 +34,15 @@ def edit_config(workdir: Path, section: str, key: str, value: object) -> None:
 def test_every_run_has_a_complete_miou_file(tiny_run: Path) -> None:
     for run in RUNS:
         result = json.loads((tiny_run / "results" / "nusc" / f"{run}.miou").read_text())
-        assert set(result) >= {"miou", "per_class", "split", "points", "miou_full_scan", "checkpoint", "n_points"}
+        assert set(result) >= {
+            "miou",
+            "per_class",
+            "split",
+            "points",
+            "miou_full_scan",
+            "checkpoint",
+            "n_points",
+        }
         assert 0.0 <= result["miou"] <= 100.0
         assert result["points"] == "fov" and result["split"] == "val"
         assert set(result["per_class"]) == set(CLASSES[1:])

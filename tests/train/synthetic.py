@@ -20,6 +20,11 @@ def toy_keyframe(seed: int, n_ground: int = 1500, n_box: int = 300) -> Keyframe:
     for c in (11, 4, 15):
         sparse[rng.choice(np.flatnonzero(labels == c), 3, replace=False)] = c
     candidates = np.where(labels == 11, 0, (1 << 4) | (1 << 15)).astype(np.uint32)
-    extra = {"sparse": sparse, "propagated": np.where(labels == 11, 11, sparse).astype(np.uint8),
-             "candidates": candidates}
-    return Keyframe(token=f"tok{seed}", points=points, fov=np.ones(len(xyz), bool), labels=labels, extra=extra)
+    extra = {
+        "sparse": sparse,
+        "propagated": np.where(labels == 11, 11, sparse).astype(np.uint8),
+        "candidates": candidates,
+    }
+    return Keyframe(
+        token=f"tok{seed}", points=points, fov=np.ones(len(xyz), bool), labels=labels, extra=extra
+    )

@@ -59,7 +59,9 @@ def test_full_supervision_learns_the_toy_scene() -> None:
 
 def test_training_is_deterministic() -> None:
     frames = [toy_keyframe(i) for i in range(3)]
-    runs = [train(TrainConfig(epochs=1, **SMALL), "pretrain", frames[:2], frames[2:], CPU)[0] for _ in range(2)]
+    runs = [
+        train(TrainConfig(epochs=1, **SMALL), "pretrain", frames[:2], frames[2:], CPU)[0] for _ in range(2)
+    ]
     for key, value in runs[0]["state_dict"].items():
         assert torch.equal(value, runs[1]["state_dict"][key]), key
 

@@ -13,12 +13,14 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from weak3d.classes import NUM_CLASSES
+from weak3d.io import atomic_path
 from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
 from weak3d.metrics import confusion_matrix, miou_summary
 from weak3d.models.build import build_model
@@ -95,8 +97,14 @@ def train(
     train_frames: list[Keyframe],
     val_frames: list[Keyframe],
     device: torch.device,
+    resume_path: str | Path | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train from scratch; return the best-on-val checkpoint and the per-epoch history."""
+    """Train from scratch; return the best-on-val checkpoint and the per-epoch history.
+
+    With `resume_path`, the whole training state (weights, optimizer, schedule, random generators,
+    best so far) is saved there atomically after every epoch, and a run that finds the file carries
+    on from it: a job killed mid-run and restarted ends with the same weights as one never killed.
+    """
     if mode not in MODES:
         raise ValueError(f"training mode '{mode}' is not one of {MODES}")
     torch.manual_seed(cfg.seed)
@@ -113,8 +121,21 @@ def train(
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     best: dict[str, Any] = {"val_miou": -1.0}
-    history = []
-    for epoch in range(cfg.epochs):
+    history: list[dict[str, Any]] = []
+    first_epoch = 0
+    if resume_path is not None and Path(resume_path).exists():
+        state = torch.load(resume_path, map_location=device, weights_only=False)
+        if state["config"] != asdict(cfg) or state["mode"] != mode:
+            raise ValueError(f"{resume_path}: saved for other settings; delete it to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        best, history, first_epoch = state["best"], state["history"], state["epoch"] + 1
+        log.info("resuming from %s after epoch %d", resume_path, state["epoch"])
+    for epoch in range(first_epoch, cfg.epochs):
         model.train()
         start, losses = time.time(), []
         for frames in batches(train_frames, cfg.batch_size, rng):
@@ -137,7 +158,9 @@ def train(
             "seconds": round(time.time() - start, 2),
         }
         history.append(record)
-        log.info("epoch %d loss %.4f val mIoU %.2f (%.1fs)", epoch, record["loss"], val["miou"], record["seconds"])
+        log.info(
+            "epoch %d loss %.4f val mIoU %.2f (%.1fs)", epoch, record["loss"], val["miou"], record["seconds"]
+        )
         if val["miou"] > best["val_miou"]:
             best = {
                 "state_dict": copy.deepcopy(model.state_dict()),
@@ -146,6 +169,22 @@ def train(
                 "config": asdict(cfg),
                 "mode": mode,
             }
+        if resume_path is not None:
+            state = {
+                "epoch": epoch,
+                "config": asdict(cfg),
+                "mode": mode,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                "best": best,
+                "history": history,
+            }
+            with atomic_path(resume_path) as tmp:
+                torch.save(state, tmp)
     return best, history
 
 

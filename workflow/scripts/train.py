@@ -25,7 +25,10 @@ train_frames = load_keyframes(
 val_frames = load_keyframes([scene_dir / f"{s}.h5" for s in split["val"]])
 device = resolve_device(snakemake.params.device)
 log.info("%s: %d train / %d val keyframes on %s", mode, len(train_frames), len(val_frames), device)
-best, history = train(cfg, mode, train_frames, val_frames, device)
+# Per-epoch state beside the output, so a killed job resumes where it stopped when rerun.
+resume = Path(snakemake.output.model).with_suffix(".resume.pt")
+best, history = train(cfg, mode, train_frames, val_frames, device, resume_path=resume)
 with atomic_path(snakemake.output.model) as tmp:
     torch.save(best, tmp)
 write_json(snakemake.output.log, {"mode": mode, "best_epoch": best["epoch"], "history": history})
+resume.unlink(missing_ok=True)
