@@ -48,7 +48,8 @@ def per_class_table(mious: dict[str, dict[str, Any]]) -> str:
 
 def pseudo_table(qualities: list[dict[str, Any]]) -> str:
     lines = [
-        "| E-step | pseudo-labelled points | precision (%) | coverage of its region (%) | coverage of FOV (%) |",
+        "| E-step | pseudo-labelled points | precision (%) | coverage of its region (%) "
+        "| coverage of FOV (%) |",
         "|---|---:|---:|---:|---:|",
     ]
     for q in qualities:

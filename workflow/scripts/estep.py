@@ -39,4 +39,6 @@ with atomic_path(snakemake.output[0], is_dir=True) as out:
         all_frames += frames
     stats = quality(all_frames, pseudo, iteration)
     write_json(out / "quality.json", stats)
-log.info("E-step %d: precision %s, coverage %s", iteration, stats.get("precision"), stats.get("coverage_region"))
+log.info(
+    "E-step %d: precision %s, coverage %s", iteration, stats.get("precision"), stats.get("coverage_region")
+)

@@ -19,5 +19,9 @@ for scene_file, label_file in zip(snakemake.input.scenes, snakemake.input.labels
         visible.append(scene[token]["visible"].any(0))
 stats = label_statistics(results, gt, visible)
 write_json(snakemake.output[0], stats)
-log.info("sparse %.4f, propagated %.4f, candidates %.4f", stats["sparse_rate"], stats["propagated_rate"],
-         stats["candidate_rate"])
+log.info(
+    "sparse %.4f, propagated %.4f, candidates %.4f",
+    stats["sparse_rate"],
+    stats["propagated_rate"],
+    stats["candidate_rate"],
+)

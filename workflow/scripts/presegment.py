@@ -16,7 +16,9 @@ cfg = config_from_dict(PresegmentConfig, settings(snakemake), "presegment")
 scene = read_h5_groups(snakemake.input.scene, keys=["points", "visible", "sweeps"])
 groups = {}
 for token, sample in tqdm(sorted(scene.items()), desc="presegment", file=sys.stderr):
-    ground, cell, segment = presegment(sample["points"][:, :3], sample["sweeps"], sample["visible"].any(0), cfg)
+    ground, cell, segment = presegment(
+        sample["points"][:, :3], sample["sweeps"], sample["visible"].any(0), cfg
+    )
     groups[token] = {"ground": ground, "cell": cell, "segment": segment}
 write_h5_groups(snakemake.output[0], groups)
 log.info("%d keyframes pre-segmented", len(groups))

@@ -16,9 +16,13 @@ segments = read_h5_groups(snakemake.input.presegment)
 groups = {}
 for token, sample in sorted(scene.items()):
     if not sample.get("has_labels", True):
-        raise ValueError(f"{snakemake.input.scene}: sample {token} has no lidarseg labels to simulate clicks from")
+        raise ValueError(
+            f"{snakemake.input.scene}: sample {token} has no lidarseg labels to simulate clicks from"
+        )
     seg = segments[token]
-    labels = weak_labels(sample["labels"], seg["ground"], seg["segment"], token, cfg, sample["visible"].any(0))
+    labels = weak_labels(
+        sample["labels"], seg["ground"], seg["segment"], token, cfg, sample["visible"].any(0)
+    )
     groups[token] = labels.as_dict()
 write_h5_groups(snakemake.output[0], groups)
 log.info("%d keyframes labelled", len(groups))
