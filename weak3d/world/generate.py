@@ -127,7 +127,7 @@ def generate_scene(cfg: WorldConfig, idx: int, root: Path) -> dict[str, list[dic
 
     for k, ts in enumerate(sweep_ts):
         key = k in key_index
-        j_near = int(np.argmin([abs(k - ki) for ki in key_index]))
+        j_near = int(np.argmin([abs(ts - sweep_ts[ki]) for ki in key_index]))  # nearest sample
         t = (ts - ts0) / 1e6
         caster.set_things(things_at(scene, t))
         E, EG = ego_global(ts)

@@ -138,9 +138,22 @@ class _Builder:
         mesh, size = built
         raw = int(np.bincount(mesh.cls, minlength=256).argmax())
         inst = len(self.things)
-        thing = Thing(inst, raw, mesh.with_instance(inst), size, x, y, yaw, speed, attribute, None)
+        # the annotation box is the mesh's bounds, centred on the object's position: builders give
+        # nominal sizes, and some shapes (an excavator's boom) are not centred on their origin
+        lo, hi = mesh.V.min(axis=0), mesh.V.max(axis=0)
+        shift = np.array([-(lo[0] + hi[0]) / 2, -(lo[1] + hi[1]) / 2, 0.0])
+        bounds = (float(hi[0] - lo[0]), float(hi[1] - lo[1]), float(hi[2]))
+        # walkers swing their limbs: keep the nominal box where it is larger than this pose
+        size = tuple(max(a, b) for a, b in zip(bounds, size, strict=True)) if make_mesh else bounds
+        local = Mesh(mesh.V + shift, mesh.T, mesh.cls, mesh.mat, mesh.rgb, mesh.inst).with_instance(inst)
+        thing = Thing(inst, raw, local, size, x, y, yaw, speed, attribute, None)
         if make_mesh is not None:
-            thing.make_mesh = lambda t, f=make_mesh, i=inst: f(t).with_instance(i)
+
+            def animated(t: float, f=make_mesh, i=inst, sh=shift) -> Mesh:
+                m = f(t)
+                return Mesh(m.V + sh, m.T, m.cls, m.mat, m.rgb, m.inst).with_instance(i)
+
+            thing.make_mesh = animated
         self.things.append(thing)
         return thing
 
@@ -197,10 +210,10 @@ def build_scene(rng: np.random.Generator, duration: float, speed_range: tuple[fl
     _furniture(rng, b, sec, cross)
     _roadwork(rng, b, sec, rw_side, rw_x, rw_len, closed_lane)
     bus_stop = _bus_stop(rng, b, sec, cross, x_mid, rw_side, rw_x, rw_len)
+    _ensure_rare(rng, b, sec, cross, x_mid)
     _parked(rng, b, sec, cross, bus_stop)
     _traffic(rng, b, sec, cross, ego, s_ego, k_ego, closed_lane, duration)
     _people(rng, b, sec, cross, x_mid)
-    _ensure_rare(rng, b, sec, cross, ego, s_ego, k_ego, closed_lane, x_mid)
     things = _clear_ego(b.things, ego, duration)
 
     stuff = concat([ground.mesh()] + b.stuff)
@@ -224,6 +237,8 @@ def _section(rng: np.random.Generator) -> _Section:
     side = {}
     for key, lo, hi, p in (("bike", 1.4, 1.8, 0.3), ("parking", 2.2, 2.6, 0.65), ("verge", 0.8, 2.6, 0.45)):
         side[key] = {s: float(rng.uniform(lo, hi)) if rng.random() < p else 0.0 for s in (-1, 1)}
+    if not any(side["parking"].values()):  # at least one parking lane: parked trucks, buses at stops
+        side["parking"][int(rng.choice([-1, 1]))] = float(rng.uniform(2.2, 2.6))
     return _Section(
         lane_w=float(rng.uniform(3.0, 3.6)),
         n_lanes=n_lanes,
@@ -575,7 +590,7 @@ def _bus_stop(
     xc, hw, sw = cross
     if rng.random() > 0.6:
         return None
-    s = int(rng.choice([-1, 1]))
+    s = int(rng.choice([k for k in (-1, 1) if sec.parking_w[k]]))
     for _ in range(10):
         x = x_mid + rng.uniform(-45, 45)
         far_rw = s != rw_side or abs(x - (rw_x + rw_len / 2)) > rw_len / 2 + 16
@@ -662,10 +677,8 @@ def _parked(rng: np.random.Generator, b: _Builder, sec: _Section, cross, bus_sto
                 continue
             if isinstance(choice, str) and choice == "tractor_trailer":
                 if b.free(x - 1, x + 22, y - 1.3, y + 1.3):
-                    front = x + 20 if d > 0 else x
-                    Ltot = _add_tractor_trailer(
-                        rng, b, front if d > 0 else x + 20, y, d, 0.0, "vehicle.parked"
-                    )
+                    front = x + 20 if d > 0 else x  # the whole rig fits in [x, x + 20]
+                    Ltot = _add_tractor_trailer(rng, b, front, y, d, 0.0, "vehicle.parked")
                     b.occupy(x - 0.5, x + Ltot + 0.5, y - 1.3, y + 1.3)
                 x += 22.0
                 continue
@@ -872,17 +885,7 @@ def _people(rng: np.random.Generator, b: _Builder, sec: _Section, cross, x_mid: 
         b.add_thing(ob.animal(rng), x_mid + rng.uniform(-40, 40), y, rng.uniform(0, 6), 0.0)
 
 
-def _ensure_rare(
-    rng: np.random.Generator,
-    b: _Builder,
-    sec: _Section,
-    cross,
-    ego: EgoPath,
-    s_ego: int,
-    k_ego: int,
-    closed_lane,
-    x_mid: float,
-) -> None:
+def _ensure_rare(rng: np.random.Generator, b: _Builder, sec: _Section, cross, x_mid: float) -> None:
     """Guarantee a bus, a truck, a trailer, motorcycles and bicycles within ~40 m of the ego path."""
 
     def near(raw_names: tuple[str, ...]) -> int:
@@ -890,31 +893,32 @@ def _ensure_rare(
         return sum(1 for t in b.things if t.raw in ids and abs(t.x0 - x_mid) < 45)
 
     xc, hw, sw = cross
-    opp = -s_ego
-    lanes = [(opp, k) for k in range(sec.n_lanes) if closed_lane != (opp, k)]
-    d = sec.direction(opp)
+    sides = [s for s in (-1, 1) if sec.parking_w[s]]
 
-    def free_spot(L: float, y: float) -> float | None:
-        for _ in range(30):
+    def free_spot(L: float) -> tuple[float, float, int] | None:
+        """A free stretch of parking lane near the ego's drive (x, y, side)."""
+        for _ in range(40):
+            s = int(rng.choice(sides))
+            y = s * (sec.curb(s) - 1.3)
             x = x_mid + rng.uniform(-40, 40)
             if b.free(x - L / 2 - 1, x + L / 2 + 1, y - 1.4, y + 1.4) and abs(x - xc) > hw + sw + L / 2:
-                return x
+                return x, y, s
         return None
 
-    # oncoming vehicles can overlap the existing flow; parked ones are placed where space is free,
-    # on the sidewalk side of the opposite lanes (stopped at the curb), so nothing moves through them
-    y_curbside = opp * (sec.curb(opp) - 1.3)
+    # placed before the parking lanes are filled, so a spot is always found
     if not near(("vehicle.bus.rigid", "vehicle.bus.bendy")):
         built = ob.bus(rng)
-        x = free_spot(built[1][0], y_curbside)
-        if x is not None and lanes:
-            b.add_thing(built, x, y_curbside, 0.0 if d > 0 else np.pi, 0.0, "vehicle.stopped")
-            b.occupy(x - built[1][0] / 2, x + built[1][0] / 2, y_curbside - 1.3, y_curbside + 1.3)
+        L = built[1][0]
+        spot = free_spot(L)
+        if spot is not None:
+            x, y, s = spot
+            b.add_thing(built, x, y, 0.0 if sec.direction(s) > 0 else np.pi, 0.0, "vehicle.stopped")
+            b.occupy(x - L / 2, x + L / 2, y - 1.3, y + 1.3)
     if not near(("vehicle.trailer",)) or not near(("vehicle.truck",)):
-        y = -y_curbside
-        x = free_spot(22, y)
-        if x is not None:
-            dd = sec.direction(-opp)
+        spot = free_spot(22)
+        if spot is not None:
+            x, y, s = spot
+            dd = sec.direction(s)
             L = _add_tractor_trailer(rng, b, x + dd * 11, y, dd, 0.0, "vehicle.parked")
             b.occupy(x - L / 2, x + L / 2, y - 1.3, y + 1.3)
     if near(("vehicle.motorcycle",)) < 2 or near(("vehicle.bicycle",)) < 2:
