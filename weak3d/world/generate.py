@@ -16,9 +16,12 @@ parallel worker processes; the output does not depend on the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +283,26 @@ def _scene_job(args: tuple[dict[str, Any], int, str]) -> tuple[int, dict[str, li
     return idx, generate_scene(WorldConfig(**cfg_dict), idx, Path(root))
 
 
+@contextlib.contextmanager
+def _spawn_without_caller_main() -> Iterator[None]:
+    """Keep spawned workers from re-running the caller's script.
+
+    spawn re-imports a `__main__` that was run from a file path in every worker; for a Snakemake
+    `script:` (or any plain script) that would run the whole job again inside each worker. The
+    workers only need `_scene_job`, which lives in this importable module.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    hide = path is not None and getattr(main, "__spec__", None) is None
+    if hide:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if hide:
+            main.__file__ = path
+
+
 def generate_world(
     root: str | os.PathLike, cfg: WorldConfig | None = None, workers: int | None = None, progress: bool = True
 ) -> Path:
@@ -314,7 +337,7 @@ def generate_world(
             saved = {k: os.environ.get(k) for k in _THREAD_VARS}
             os.environ.update({k: "1" for k in _THREAD_VARS})
             try:
-                with mp.get_context("spawn").Pool(workers) as pool:
+                with _spawn_without_caller_main(), mp.get_context("spawn").Pool(workers) as pool:
                     by_index = {}
                     for i, res in pool.imap_unordered(_scene_job, jobs):
                         by_index[i] = res
