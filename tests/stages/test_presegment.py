@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.stages.synthetic import GROUND_Z, ground_plane, street_scene
-from weak3d.stages.config import config_from_dict
+from weak3d.config import config_from_dict
 from weak3d.stages.presegment import (
     PresegmentConfig,
     cluster_nonground,

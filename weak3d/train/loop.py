@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from weak3d.classes import NUM_CLASSES
+from weak3d.config import config_from_dict
 from weak3d.io import atomic_path
 from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
 from weak3d.metrics import confusion_matrix, miou_summary
@@ -46,11 +47,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"config key train: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "train")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from weak3d.config import config_from_dict
 from weak3d.estep import estep_iteration1, estep_iteration2, pseudo_label_quality
 from weak3d.train.data import Keyframe
 from weak3d.train.loop import predict_frame
@@ -22,11 +23,7 @@ class EstepConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EstepConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"config key estep: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "estep")
 
 
 def pseudo_labels(

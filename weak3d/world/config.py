@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from weak3d.config import config_from_dict
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -34,11 +36,7 @@ class WorldConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorldConfig:
         """Build from a mapping (e.g. config.yaml keys); unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"WorldConfig: unknown key(s) {unknown}; expected a subset of {sorted(names)}")
-        cfg = cls(**d)
+        cfg = config_from_dict(cls, d, "datasets.<ds>.world")
         cfg.validate()
         return cfg
 

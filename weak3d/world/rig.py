@@ -11,15 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LIDAR = "LIDAR_TOP"
-CAMERAS: tuple[str, ...] = (
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-)
+from weak3d.datasets.nuscenes import CAMERAS, LIDAR  # the format's channel names
+
 # Mounting (translation in the ego frame, yaw of the optical axis in degrees), fx/cx/cy for
 # 1600x900, and camera time minus LiDAR time in ms: the cameras fire as the spinning LiDAR sweeps
 # past them, so they lead the LiDAR timestamp by up to ~45 ms as in nuScenes.

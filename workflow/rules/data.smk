@@ -64,7 +64,7 @@ rule presegment:
         code=code_files(
             "weak3d/stages/presegment.py",
             "weak3d/stages/hdbscan_select.py",
-            "weak3d/stages/config.py",
+            "weak3d/config.py",
             "weak3d/io.py",
         ),
     output:
@@ -83,7 +83,7 @@ rule superpixels:
     input:
         scene="results/{ds}/preprocessed/{scene}.h5",
         raw=raw_input,
-        code=code_files("weak3d/stages/superpixels.py", "weak3d/stages/config.py", "weak3d/io.py"),
+        code=code_files("weak3d/stages/superpixels.py", "weak3d/config.py", "weak3d/io.py"),
     output:
         "results/{ds}/superpixels/{scene}.h5",
     log:

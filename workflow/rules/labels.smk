@@ -5,7 +5,7 @@ rule weak_labels:
     input:
         scene="results/{ds}/preprocessed/{scene}.h5",
         presegment="results/{ds}/presegment/{scene}.h5",
-        code=code_files("weak3d/stages/weak_labels.py", "weak3d/stages/config.py", "weak3d/io.py"),
+        code=code_files("weak3d/stages/weak_labels.py", "weak3d/config.py", "weak3d/io.py"),
     output:
         "results/{ds}/weak_labels/{scene}.h5",
     log:

@@ -6,9 +6,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 from tqdm import tqdm
 
+from weak3d.config import config_from_dict
 from weak3d.io import read_h5_groups, write_h5_groups
 from weak3d.jobs import settings, start_job
-from weak3d.stages.config import config_from_dict
 from weak3d.stages.presegment import PresegmentConfig, presegment
 
 log = start_job(snakemake)

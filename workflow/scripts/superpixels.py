@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from weak3d.config import config_from_dict
 from weak3d.io import read_h5_groups, write_h5_groups
 from weak3d.jobs import settings, start_job
-from weak3d.stages.config import config_from_dict
 from weak3d.stages.superpixels import SuperpixelConfig, seeds_superpixels
 
 log = start_job(snakemake)

@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
+from weak3d.config import config_from_dict
 from weak3d.io import read_h5_groups, write_h5_groups
 from weak3d.jobs import settings, start_job
-from weak3d.stages.config import config_from_dict
 from weak3d.stages.weak_labels import WeakLabelConfig, weak_labels
 
 log = start_job(snakemake)
