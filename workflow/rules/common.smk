@@ -106,6 +106,7 @@ TRAIN_CODE = code_files(
     "weak3d/losses",
     "weak3d/metrics.py",
     "weak3d/classes.py",
+    "weak3d/config.py",
     "weak3d/io.py",
 )
 

@@ -2,6 +2,8 @@
 
 
 rule raw_dataset:
+    input:
+        code=code_files("weak3d/world", "weak3d/download.py", "weak3d/config.py", "weak3d/io.py"),
     output:
         directory("resources/{ds}/raw"),
     log:
