@@ -12,6 +12,8 @@
 #   results/{ds}/iter{k}/pseudo/            E-step pseudo-labels from the iter{k-1} model
 #   results/{ds}/iter{k}/                   M-step model trained on them
 #   results/{ds}/full/                      fully supervised upper bound
+#   results/{ds}/iter0_noassoc/             ablation: iteration 0 without the association loss
+#                                           (optional: ablations.association: true)
 #   results/{ds}/{run}.miou                 evaluation (JSON)
 #   results/{ds}/summary.md                 label statistics and mIoU tables
 #   logs/{ds}/...  benchmarks/{ds}/...      one log per job, benchmarks of heavy jobs
@@ -31,7 +33,7 @@ wildcard_constraints:
     ds="|".join(config["datasets"]),
     scene=r"[A-Za-z0-9_.\-]+",
     k=r"[1-9][0-9]*",
-    run=r"iter[0-9]+|full",
+    run=r"iter[0-9]+|full|iter0_noassoc",
 
 
 include: "workflow/rules/common.smk"

@@ -60,6 +60,27 @@ def pseudo_table(qualities: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+ABLATION_TITLES = {"iter0_noassoc": "Iter0 without the association loss"}
+
+
+def ablation_table(mious: dict[str, dict[str, Any]], ablations: dict[str, dict[str, Any]]) -> str:
+    """Each ablation run beside the run it changes one setting of (iter0 for iter0_noassoc)."""
+    lines = [
+        "| run | mIoU (FOV points) | mIoU (full scan) | change vs. reference |",
+        "|---|---:|---:|---:|",
+    ]
+    for run, result in ablations.items():
+        reference = mious.get(run.split("_")[0], {})
+        delta = None
+        if result.get("miou") is not None and reference.get("miou") is not None:
+            delta = result["miou"] - reference["miou"]
+        lines.append(
+            f"| {ABLATION_TITLES.get(run, run)} | {_fmt(result.get('miou'))} "
+            f"| {_fmt(result.get('miou_full_scan'))} | {'n/a' if delta is None else f'{delta:+.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
 def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
@@ -71,11 +92,13 @@ def write_summary(
     pseudo_dirs: list[str | Path],
     train_logs: list[str | Path],
     dataset: str,
+    ablation_files: list[str | Path] | None = None,
 ) -> str:
     """Assemble summary.md from the stage outputs; returns the markdown."""
     mious = {Path(f).stem: read_json(f) for f in miou_files}
     qualities = [read_json(Path(d) / "quality.json") for d in pseudo_dirs]
     logs = {Path(f).parent.name: read_json(f) for f in train_logs}
+    ablations = {Path(f).stem: read_json(f) for f in ablation_files or []}
     epochs = ", ".join(
         f"{RUN_TITLES.get(run, run)}: best epoch {log['best_epoch'] + 1} of {len(log['history'])}"
         for run, log in logs.items()
@@ -89,6 +112,12 @@ def write_summary(
             "## mIoU on the validation split\n\nCamera-visible (FOV) points as in the paper; the paper row "
             "is the published real-nuScenes result, not a target for this dataset.\n\n" + miou_table(mious),
             "## Pseudo-label quality\n\n" + pseudo_table(qualities),
+            *(
+                ["## Ablations\n\nSame seed and settings as the reference run except the named change.\n\n"
+                 + ablation_table(mious, ablations)]
+                if ablations
+                else []
+            ),
             "## Per-class IoU (FOV points)\n\n" + per_class_table(mious),
             "## Runs\n\n" + epochs + ". 3D networks are trained from random initialisation.",
         ]

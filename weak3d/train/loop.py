@@ -25,7 +25,9 @@ from weak3d.io import atomic_path
 from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
 from weak3d.metrics import confusion_matrix, miou_summary
 from weak3d.models.build import build_model
+from weak3d.train import distributed
 from weak3d.train.data import Batch, Keyframe, make_batch
+from weak3d.train.iupc_step import is_iupc, iupc_step_loss, predict_camera_frame
 
 log = logging.getLogger(__name__)
 MODES = ("pretrain", "mstep", "full")
@@ -44,6 +46,9 @@ class TrainConfig:
     warmup_iters: int = 0
     amp: bool = False
     seed: int = 0
+    association: bool = True  # iupc: the cross-modal association loss (False = the ablation)
+    image_size: tuple[int, int] = (360, 640)  # iupc: camera images fed at (H, W)
+    image_weights: str | None = None  # iupc: local ImageNet ResNet-18 file; None = random init
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -104,9 +109,14 @@ def train(
     """
     if mode not in MODES:
         raise ValueError(f"training mode '{mode}' is not one of {MODES}")
+    if cfg.model == "iupc" and distributed.world_size() > 1:
+        raise NotImplementedError("several processes: the iupc step does not shard its batch yet (issue #7)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg.model, cr=cfg.cr).to(device)
+    model = build_model(cfg.model, cr=cfg.cr, image_weights=cfg.image_weights, image_size=cfg.image_size)
+    model = model.to(device)
+    # Several processes (torchrun): DDP with synced BatchNorm; `model` itself in one process.
+    net = distributed.wrap(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
@@ -136,17 +146,25 @@ def train(
         model.train()
         start, losses = time.time(), []
         for frames in batches(train_frames, cfg.batch_size, rng):
-            batch = make_batch(frames, cfg.voxel_size, rng=rng, augment=True).to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = model(batch.tensor)
-            loss = training_loss(logits.float(), batch, mode)
+            if cfg.model == "iupc":
+                loss = iupc_step_loss(
+                    model, frames, mode, cfg.voxel_size, rng, device, use_amp, cfg.association
+                )
+            else:
+                shard = distributed.shard_batch(frames, cfg.voxel_size, rng)  # this process's keyframes
+                batch = shard.batch.to(device)
+                with torch.autocast(device.type, enabled=use_amp), shard.context(net):
+                    logits = net(batch.tensor)
+                loss = training_loss(*shard.gather(logits.float(), batch), mode)  # whole-batch loss
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             losses.append(loss.item())
-        val = evaluate_frames(model, val_frames, cfg.voxel_size, device)
+        # Each process scores its share of the validation keyframes; the counts are summed.
+        cm = frames_confusion(model, distributed.shard(val_frames), cfg.voxel_size, device)
+        val = miou_summary(distributed.all_reduce_sum(cm))
         val["miou"] = val["miou"] or 0.0  # None when no class is defined yet
         record = {
             "epoch": epoch,
@@ -166,7 +184,7 @@ def train(
                 "config": asdict(cfg),
                 "mode": mode,
             }
-        if resume_path is not None:
+        if resume_path is not None and distributed.is_main():
             state = {
                 "epoch": epoch,
                 "config": asdict(cfg),
@@ -194,6 +212,8 @@ def predict_frame(
     Returns (point indices in raw order, probabilities (n, C), features (n, D)); every point takes
     the prediction of its voxel.
     """
+    if is_iupc(model):  # the fused network also needs the frame's images
+        return predict_camera_frame(model, frame, voxel_size, device, fov_only)
     model.eval()
     batch = make_batch([frame], voxel_size, fov_only=fov_only).to(device)
     logits, features = model(batch.tensor, return_features=True)
@@ -210,9 +230,20 @@ def evaluate_frames(
     fov_only: bool = True,
 ) -> dict[str, Any]:
     """Point-level mIoU over keyframes (FOV points by default, as the IUPC protocol)."""
+    return miou_summary(frames_confusion(model, frames, voxel_size, device, fov_only))
+
+
+def frames_confusion(
+    model: torch.nn.Module,
+    frames: list[Keyframe],
+    voxel_size: float,
+    device: torch.device,
+    fov_only: bool = True,
+) -> np.ndarray:
+    """The point-level confusion matrix of `evaluate_frames` (sums over processes, unlike mIoU)."""
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for frame in frames:
         idx, probs, _ = predict_frame(model, frame, voxel_size, device, fov_only=fov_only)
         pred = probs.argmax(dim=1).numpy()
         cm += confusion_matrix(pred, frame.labels[idx], num_classes=NUM_CLASSES)
-    return miou_summary(cm)
+    return cm

@@ -5,6 +5,8 @@ from pathlib import Path
 
 N_ITERATIONS = 2
 RUNS = [f"iter{k}" for k in range(N_ITERATIONS + 1)] + ["full"]
+# Optional runs, switched on under `ablations:`; the summary adds a table for them.
+ABLATION_RUNS = ["iter0_noassoc"] if config.get("ablations", {}).get("association") else []
 REPO = Path(workflow.basedir)
 
 
@@ -17,9 +19,12 @@ def canonical(value):
     return json.dumps(value, sort_keys=True)
 
 
-def stage_params(section, seeded=False):
-    """The config section of one stage (plus the global seed if it draws random numbers), as canonical JSON."""
-    settings = dict(config.get(section, {}))
+def stage_params(section, seeded=False, **overrides):
+    """The config section of one stage (plus the global seed if it draws random numbers), as canonical JSON.
+
+    `overrides` replace keys of the section (an ablation run's one changed setting).
+    """
+    settings = {**config.get(section, {}), **overrides}
     if seeded:
         settings["seed"] = config["seed"]
     return canonical(settings)
@@ -94,7 +99,7 @@ def previous_pseudo(wildcards):
 def all_targets():
     targets = []
     for ds in config["datasets"]:
-        targets += [f"results/{ds}/{run}.miou" for run in RUNS]
+        targets += [f"results/{ds}/{run}.miou" for run in RUNS + ABLATION_RUNS]
         targets.append(f"results/{ds}/summary.md")
     return targets
 

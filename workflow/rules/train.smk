@@ -4,6 +4,7 @@ rule pretrain:
     input:
         unpack(training_data),
         split="results/{ds}/scenes.json",
+        raw=raw_input,
         code=TRAIN_CODE,
     output:
         model="results/{ds}/iter0/model.pt",
@@ -16,6 +17,7 @@ rule pretrain:
         mode="pretrain",
         settings=stage_params("train", seeded=True),
         device=device(),
+        root=lambda wc: raw_root(wc.ds),
     threads: 2
     resources:
         gpu=gpus(),
@@ -29,6 +31,7 @@ rule estep:
     input:
         unpack(training_data),
         split="results/{ds}/scenes.json",
+        raw=raw_input,
         model=previous_model,
         previous=previous_pseudo,
         code=TRAIN_CODE + code_files("weak3d/estep.py"),
@@ -42,6 +45,7 @@ rule estep:
         iteration=lambda wc: int(wc.k),
         settings=stage_params("estep", seeded=True),
         device=device(),
+        root=lambda wc: raw_root(wc.ds),
     threads: 2
     resources:
         gpu=gpus(),
@@ -55,6 +59,7 @@ rule mstep:
     input:
         unpack(training_data),
         split="results/{ds}/scenes.json",
+        raw=raw_input,
         pseudo="results/{ds}/iter{k}/pseudo",
         code=TRAIN_CODE,
     output:
@@ -68,6 +73,7 @@ rule mstep:
         mode="mstep",
         settings=stage_params("train", seeded=True),
         device=device(),
+        root=lambda wc: raw_root(wc.ds),
     threads: 2
     resources:
         gpu=gpus(),
@@ -81,6 +87,7 @@ rule full:
     input:
         unpack(training_data),
         split="results/{ds}/scenes.json",
+        raw=raw_input,
         code=TRAIN_CODE,
     output:
         model="results/{ds}/full/model.pt",
@@ -93,6 +100,35 @@ rule full:
         mode="full",
         settings=stage_params("train", seeded=True),
         device=device(),
+        root=lambda wc: raw_root(wc.ds),
+    threads: 2
+    resources:
+        gpu=gpus(),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+# Ablation: iteration 0 without the association loss, same seed and settings otherwise.
+rule pretrain_noassoc:
+    input:
+        unpack(training_data),
+        split="results/{ds}/scenes.json",
+        raw=raw_input,
+        code=TRAIN_CODE,
+    output:
+        model="results/{ds}/iter0_noassoc/model.pt",
+        log="results/{ds}/iter0_noassoc/train_log.json",
+    log:
+        "logs/{ds}/train/iter0_noassoc.log",
+    benchmark:
+        "benchmarks/{ds}/train/iter0_noassoc.tsv"
+    params:
+        mode="pretrain",
+        settings=stage_params("train", seeded=True, association=False),
+        device=device(),
+        root=lambda wc: raw_root(wc.ds),
     threads: 2
     resources:
         gpu=gpus(),

@@ -9,8 +9,8 @@ from tqdm import tqdm
 
 from weak3d.io import atomic_path, read_json, write_h5_groups, write_json
 from weak3d.jobs import settings, start_job
-from weak3d.train.data import load_keyframes
 from weak3d.train.evaluate import load_checkpoint
+from weak3d.train.iupc_data import load_camera_keyframes
 from weak3d.train.loop import resolve_device
 from weak3d.train.pseudo import EstepConfig, pseudo_labels, quality
 
@@ -30,7 +30,10 @@ pseudo = {}
 with atomic_path(snakemake.output[0], is_dir=True) as out:
     all_frames = []
     for scene in tqdm(split["train"], desc=f"E-step {iteration}", file=sys.stderr):
-        frames = load_keyframes([scene_dir / f"{scene}.h5"], weak_dir=weak_dir, pseudo_dir=previous)
+        # Camera keyframes serve every model; the fused iupc network reads their images.
+        frames = load_camera_keyframes(
+            [scene_dir / f"{scene}.h5"], weak_dir, previous, image_root=snakemake.params.root
+        )
         groups = {}
         for frame in frames:
             pseudo[frame.token] = pseudo_labels(model, frame, iteration, voxel_size, cfg, device)

@@ -15,5 +15,6 @@ write_summary(
     snakemake.input.pseudo,
     snakemake.input.logs,
     snakemake.wildcards.ds,
+    snakemake.input.ablation,
 )
 log.info("summary written")
