@@ -26,6 +26,14 @@ class _GatherMatmulScatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        device = feats.device.type
+        if torch.is_autocast_enabled(device):
+            # Mixed precision: compute in the autocast dtype ourselves, so that forward buffers
+            # and the saved tensors share one dtype and backward (which runs outside autocast)
+            # multiplies matching dtypes. The engine casts the returned gradients back to the
+            # inputs' dtypes (float32 weights).
+            dtype = torch.get_autocast_dtype(device)
+            feats, weight = feats.to(dtype), weight.to(dtype)
         ctx.kmap = kmap
         ctx.save_for_backward(feats, weight)
         if kmap.identity_offset is not None:
@@ -42,7 +50,7 @@ class _GatherMatmulScatter(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         feats, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
-        grad_out = grad_out.contiguous()
+        grad_out = grad_out.to(feats.dtype).contiguous()
         need_feats, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_feats = grad_weight = None
         if need_feats:
