@@ -1,6 +1,6 @@
 """Sparse layers (torchsparse.nn-like)."""
 
 from kernels.nn.conv import Conv3d
-from kernels.nn.modules import BatchNorm, LeakyReLU, ReLU
+from kernels.nn.modules import BatchNorm, LeakyReLU, ReLU, SyncBatchNorm
 
-__all__ = ["BatchNorm", "Conv3d", "LeakyReLU", "ReLU"]
+__all__ = ["BatchNorm", "Conv3d", "LeakyReLU", "ReLU", "SyncBatchNorm"]
