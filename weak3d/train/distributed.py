@@ -230,8 +230,10 @@ def all_reduce_sum(values: np.ndarray) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
-def launch(script: str, nproc: int, threads_per_process: int, log_file: Any = None) -> int:
-    """Run `script` in `nproc` processes under torchrun on this host; return torchrun's exit status.
+def launch(
+    script: str, nproc: int, threads_per_process: int, log_file: Any = None, args: Sequence[str] = ()
+) -> int:
+    """Run `script` (with `args`) in `nproc` processes under torchrun on this host; return its status.
 
     torchrun rather than torch.multiprocessing.spawn: its workers are fresh interpreters that run
     the script as __main__ (spawn re-imports the calling script, which for a Snakemake `script:`
@@ -248,5 +250,6 @@ def launch(script: str, nproc: int, threads_per_process: int, log_file: Any = No
         "--standalone",
         f"--nproc-per-node={nproc}",
         script,
+        *args,
     ]
     return subprocess.run(command, env=env, stdout=log_file, stderr=log_file, check=False).returncode
