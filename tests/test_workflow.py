@@ -1,16 +1,22 @@
-"""The tiny DAG end to end (.test/config), rerun planning through Snakemake's API, and determinism."""
+"""The tiny DAG end to end (.test/config), rerun planning through Snakemake's API, and determinism.
+
+The rerun tests assert exactly the rows of the README table "What reruns when you change something".
+"""
 
 from __future__ import annotations
 
 import filecmp
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.workflow_api import make_workdir, snakemake
+from tests.workflow_api import make_repo_copy, snakemake
 from weak3d.classes import CLASSES
 
 RUNS = ("iter0", "iter1", "iter2", "full")
@@ -18,8 +24,11 @@ RUNS = ("iter0", "iter1", "iter2", "full")
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the whole tiny DAG once; the tests below read and re-plan it."""
-    workdir = make_workdir(tmp_path_factory.mktemp("tiny_dag"))
+    """Run the whole tiny DAG once; the tests below read and re-plan it.
+
+    It runs from a copy of the repository so that tests can edit library code (the copy's).
+    """
+    workdir = make_repo_copy(tmp_path_factory.mktemp("tiny_dag"))
     snakemake(workdir, ["all"])
     return workdir
 
@@ -76,7 +85,79 @@ def test_estep_setting_reruns_only_esteps_and_what_follows(tiny_run: Path) -> No
     assert set(planned) == expected
 
 
+# What the tiny DAG's stages write (results/nusc/...), for the expected rerun sets below.
+TRAINING = {f"results/nusc/{run}/{name}" for run in RUNS for name in ("model.pt", "train_log.json")} | {
+    "results/nusc/iter1/pseudo",
+    "results/nusc/iter2/pseudo",
+}
+EVALUATION = {f"results/nusc/{run}.miou" for run in RUNS} | {"results/nusc/summary.md"}
+
+
+def superpixel_files(workdir: Path) -> set[str]:
+    """Superpixels exist for training scenes only (nothing else reads them)."""
+    split = json.loads((workdir / "results" / "nusc" / "scenes.json").read_text())
+    assert split["train"] and split["val"]
+    return {f"results/nusc/superpixels/{scene}.h5" for scene in split["train"]}
+
+
+def planned_after_config_edit(workdir: Path, section: str, key: str, value: object) -> set[str]:
+    """The outputs a dry run would rebuild after one config edit (the config is restored after)."""
+    path = workdir / "config" / "config.yaml"
+    original = path.read_text()
+    try:
+        edit_config(workdir, section, key, value)
+        return set(snakemake(workdir, ["all"], dryrun=True))
+    finally:
+        path.write_text(original)
+
+
+@contextmanager
+def code_edit(path: Path) -> Iterator[None]:
+    """Append a comment line to a module of the repository copy; restore its bytes and mtime after.
+
+    A comment is enough: Snakemake reruns a job when an input is newer than its outputs and, for
+    files up to 1 MB, its checksum also differs from the one recorded, so the content must change
+    (a touch is not enough) and restoring the content makes the edit invisible again.
+    """
+    original = path.read_bytes()
+    stat = path.stat()
+    try:
+        path.write_bytes(original + b"\n# edited by tests/test_workflow.py\n")
+        yield
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_superpixel_setting_reruns_superpixels_and_everything_trained_on_them(tiny_run: Path) -> None:
+    planned = planned_after_config_edit(tiny_run, "superpixels", "num_superpixels", 200)
+    assert planned == superpixel_files(tiny_run) | TRAINING | EVALUATION
+
+
+def test_eval_setting_reruns_only_evaluation_and_summary(tiny_run: Path) -> None:
+    planned = planned_after_config_edit(tiny_run, "eval", "full_scan", False)
+    assert planned == EVALUATION
+
+
+def test_stage_code_edit_reruns_that_stage_and_what_follows(tiny_run: Path) -> None:
+    with code_edit(tiny_run / "weak3d" / "stages" / "superpixels.py"):
+        planned = set(snakemake(tiny_run, ["all"], dryrun=True))
+    assert planned == superpixel_files(tiny_run) | TRAINING | EVALUATION
+
+
+def test_kernel_code_edit_reruns_training_esteps_and_evaluation(tiny_run: Path) -> None:
+    with code_edit(tiny_run / "kernels" / "reference.py"):
+        planned = set(snakemake(tiny_run, ["all"], dryrun=True))
+    assert planned == TRAINING | EVALUATION
+
+
+def test_restored_code_reruns_nothing(tiny_run: Path) -> None:
+    """After the edits above are undone (bytes and mtime), the DAG is complete again."""
+    assert snakemake(tiny_run, ["all"], dryrun=True) == []
+
+
 def test_weak_labels_are_byte_identical_on_rerun(tiny_run: Path, tmp_path: Path) -> None:
+    # Last: it rewrites weak labels, which may leave later stages outdated for the dry runs above.
     labels = tiny_run / "results" / "nusc" / "weak_labels"
     before = tmp_path / "before"
     shutil.copytree(labels, before)

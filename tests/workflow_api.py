@@ -16,6 +16,8 @@ from snakemake.settings.types import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# What a run needs from the repository: the workflow, its config and schema, the library it imports.
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "envs", "weak3d", "kernels")
 
 
 def make_workdir(tmp: Path, config_source: Path = REPO / ".test" / "config" / "config.yaml") -> Path:
@@ -25,6 +27,22 @@ def make_workdir(tmp: Path, config_source: Path = REPO / ".test" / "config" / "c
     return tmp
 
 
+def make_repo_copy(tmp: Path, config_source: Path = REPO / ".test" / "config" / "config.yaml") -> Path:
+    """A copy of the workflow and the library that is also its own working directory.
+
+    Rules list library modules as inputs by absolute path under the Snakefile's directory
+    (code_files in workflow/rules/common.smk), so a test that edits library code edits the copy's
+    and never the repository's. `snakemake()` runs the copy's Snakefile for such a directory.
+    """
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, tmp / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, tmp / part)
+    return make_workdir(tmp, config_source)
+
+
 def snakemake(
     workdir: Path,
     targets: list[str],
@@ -32,7 +50,12 @@ def snakemake(
     forcerun: set[str] | None = None,
     cores: int = 2,
 ) -> list[str]:
-    """Run (or dry-run) the targets; return the output files that were (or would be) created."""
+    """Run (or dry-run) the targets; return the output files that were (or would be) created.
+
+    The workflow is the workdir's own Snakefile if it has one (a make_repo_copy), else the repository's.
+    """
+    own = workdir / "Snakefile"
+    snakefile = own if own.is_file() else REPO / "Snakefile"
     updated: list[str] = []
     cwd = os.getcwd()  # api.workflow() changes into the workdir
     try:
@@ -40,7 +63,7 @@ def snakemake(
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=cores),
                 config_settings=ConfigSettings(configfiles=[workdir / "config" / "config.yaml"]),
-                snakefile=REPO / "Snakefile",
+                snakefile=snakefile,
                 workdir=workdir,
             )
             dag = workflow.dag(DAGSettings(targets=set(targets), forcerun=frozenset(forcerun or ())))
