@@ -10,7 +10,8 @@ compacted at each stride (a stride-`s` voxel has coordinates `floor(c / s)`); ke
     z = kernels.nn.Conv3d(32, 64, 2, stride=2)(y)        # down-sampling
     u = kernels.nn.Conv3d(64, 32, 2, stride=2, transposed=True)(z)   # back on y's voxels
 
-The implementation is chosen per device by `kernels.backend` (PyTorch reference by default).
+The implementation is chosen per device by `kernels.backend`: the PyTorch reference on the CPU,
+the Triton backend (`kernels.triton`) on CUDA when Triton is installed.
 """
 
 from kernels import backend, functional, nn
@@ -18,6 +19,9 @@ from kernels.coords import kernel_offsets
 from kernels.kmap import KernelMap, build_kernel_map
 from kernels.quantize import sparse_collate, sparse_quantize
 from kernels.tensor import PointTensor, SparseTensor, TensorCache, cat
+from kernels.triton import register as _register_triton
+
+_register_triton()  # default backend for CUDA tensors when Triton is installed; no-op otherwise
 
 __all__ = [
     "KernelMap",

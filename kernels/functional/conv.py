@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 import torch
 
-from kernels.backend import get_backend
+from kernels.backend import SparseBackend, get_backend
 from kernels.coords import downsample_coords
 from kernels.kmap import KernelMap, build_kernel_map
 from kernels.tensor import SparseTensor, Stride, as_triple
 
 
 def _cached_kernel_map(
+    backend: SparseBackend,
     tensor: SparseTensor,
     in_stride: Stride,
     kernel_size: Stride,
@@ -27,7 +28,9 @@ def _cached_kernel_map(
     key = (in_stride, kernel_size, conv_stride, dilation)
     kmap = tensor._caches.kmaps.get(key)
     if kmap is None:
-        kmap = build_kernel_map(in_coords, out_coords, kernel_size, conv_stride, dilation)
+        # A backend may build maps in its own layout (the Triton backend: neighbour tables).
+        builder = getattr(backend, "build_kernel_map", build_kernel_map)
+        kmap = builder(in_coords, out_coords, kernel_size, conv_stride, dilation)
         tensor._caches.kmaps[key] = kmap
     return kmap
 
@@ -66,8 +69,9 @@ def conv3d(
         else:
             out_coords = input._caches.coords.get(out_stride)
             if out_coords is None:
-                out_coords = downsample_coords(input.coords, stride)
+                out_coords = getattr(backend, "downsample_coords", downsample_coords)(input.coords, stride)
         kmap = _cached_kernel_map(
+            backend,
             input, input.stride, kernel_size, stride, dilation, input.coords, out_coords
         )
         output = SparseTensor(backend.conv(input.feats, weight3, kmap), out_coords, out_stride, input._caches)
@@ -81,7 +85,9 @@ def conv3d(
                 f"transposed conv to stride {out_stride}: no coordinates of that stride in the cache; "
                 "up-sampling needs the tensor to descend from one at that stride"
             )
-        kmap = _cached_kernel_map(input, out_stride, kernel_size, stride, dilation, out_coords, input.coords)
+        kmap = _cached_kernel_map(
+            backend, input, out_stride, kernel_size, stride, dilation, out_coords, input.coords
+        )
         output = SparseTensor(
             backend.conv(input.feats, weight3, kmap.transposed()), out_coords, out_stride, input._caches
         )

@@ -1,0 +1,56 @@
+"""The Triton backend object registered with `kernels.backend`."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.kmap import KernelMap
+from kernels.reference import ReferenceBackend
+from kernels.tensor import Stride
+from kernels.triton import kmap as gpu_kmap
+from kernels.triton.conv import TritonConvFunction
+
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+class TritonBackend:
+    """Sparse convolution and kernel maps in Triton; point<->voxel ops reuse the PyTorch reference.
+
+    Maps are `GPUKernelMap`s (neighbour tables); a map built by the reference backend (a
+    `KernelMap`), or float64 features, run through the reference implementation.
+    """
+
+    name = "triton"
+
+    def __init__(self) -> None:
+        self._reference = ReferenceBackend()
+
+    def build_kernel_map(
+        self,
+        in_coords: torch.Tensor,
+        out_coords: torch.Tensor,
+        kernel_size: Stride,
+        conv_stride: Stride = (1, 1, 1),
+        dilation: Stride = (1, 1, 1),
+    ) -> gpu_kmap.GPUKernelMap:
+        return gpu_kmap.build_kernel_map(in_coords, out_coords, kernel_size, conv_stride, dilation)
+
+    def downsample_coords(self, coords: torch.Tensor, stride: Stride) -> torch.Tensor:
+        return gpu_kmap.downsample_coords(coords, stride)
+
+    def conv(
+        self, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap | gpu_kmap.GPUKernelMap
+    ) -> torch.Tensor:
+        device = feats.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else feats.dtype
+        if not isinstance(kmap, gpu_kmap.GPUKernelMap) or dtype not in _TRITON_DTYPES:
+            return self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
+        return TritonConvFunction.apply(feats, weight, kmap)
+
+    def voxelize(self, point_feats: torch.Tensor, voxel_index: torch.Tensor, n_voxels: int) -> torch.Tensor:
+        return self._reference.voxelize(point_feats, voxel_index, n_voxels)
+
+    def devoxelize(
+        self, voxel_feats: torch.Tensor, corner_index: torch.Tensor, corner_weights: torch.Tensor
+    ) -> torch.Tensor:
+        return self._reference.devoxelize(voxel_feats, corner_index, corner_weights)

@@ -1,0 +1,273 @@
+"""Kernel maps built on the GPU, in the dense neighbour-table layout of implicit GEMM.
+
+`GPUKernelMap` holds `table[n_out, K]` (input row per output row and offset, -1 if absent) and,
+for each direction, the rows sorted by their neighbour bitmask so that one GEMM tile holds rows
+that need the same offsets (tiles skip offsets no row of theirs has). It also answers the
+`KernelMap` interface (pairs grouped by offset, converted lazily) so the reference backend can
+run on a map built here.
+
+Building: input coordinates are packed into sorted int64 keys once per coordinate tensor (kept
+on the tensor), and one Triton kernel binary-searches every (output, offset) query. No hash table,
+so nothing can overflow; the key packing limits coordinates to |c| < 2**17 - 64 and batch < 512,
+checked once per coordinate tensor (one host sync); coordinates made here by down-sampling inherit
+the check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from kernels.coords import kernel_offsets
+from kernels.kmap import KernelMap
+from kernels.tensor import Stride
+from kernels.triton import kmap_kernels as kk
+
+_BLOCK = 256
+_REACH = 64  # margin kept free around the coordinates for offsets and strides
+_MAX_MASK_VOLUME = 31  # neighbour bitmasks are int32
+
+
+def _grid(n: int) -> tuple[int]:
+    return (max(triton.cdiv(n, _BLOCK), 1),)
+
+
+def _check_range(coords: torch.Tensor) -> None:
+    if getattr(coords, "_weak3d_range_ok", False) or coords.shape[0] == 0:
+        return
+    low, high = coords.aminmax(dim=0)
+    bounds = torch.stack([low, high]).tolist()  # one sync
+    (b_lo, *xyz_lo), (b_hi, *xyz_hi) = bounds
+    limit = kk.BIAS - _REACH
+    if b_lo < 0 or b_hi >= kk.BATCH_LIMIT or min(xyz_lo) < -limit or max(xyz_hi) >= limit:
+        raise ValueError(
+            f"coordinates out of the Triton backend's key range (batch in [0, {kk.BATCH_LIMIT}), "
+            f"|x|, |y|, |z| < {limit}): batch {b_lo}..{b_hi}, xyz {xyz_lo}..{xyz_hi}; "
+            "use the reference backend (kernels.backend.use_backend('reference'))"
+        )
+    coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+
+
+def pack_keys(coords: torch.Tensor, stride: Stride = (1, 1, 1)) -> torch.Tensor:
+    """int64 keys of `floor(coords / stride)` (batch kept); order-preserving for (b, x, y, z)."""
+    coords = coords.contiguous()
+    keys = torch.empty(coords.shape[0], dtype=torch.int64, device=coords.device)
+    if coords.shape[0]:
+        kk.pack_keys_kernel[_grid(coords.shape[0])](coords, keys, coords.shape[0], *stride, BLOCK=_BLOCK)
+    return keys
+
+
+def unpack_keys(keys: torch.Tensor) -> torch.Tensor:
+    coords = torch.empty(keys.shape[0], 4, dtype=torch.int32, device=keys.device)
+    if keys.shape[0]:
+        kk.unpack_keys_kernel[_grid(keys.shape[0])](keys, coords, keys.shape[0], BLOCK=_BLOCK)
+    return coords
+
+
+def sorted_keys(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(sorted keys, row of each sorted key or None if the rows are already sorted); cached."""
+    cached = getattr(coords, "_weak3d_sorted_keys", None)
+    if cached is None:
+        _check_range(coords)
+        keys, order = torch.sort(pack_keys(coords))
+        cached = (keys, order.to(torch.int32))
+        coords._weak3d_sorted_keys = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def downsample_coords(coords: torch.Tensor, stride: Stride) -> torch.Tensor:
+    """`unique(floor(c / stride))` sorted by (b, x, y, z), as `kernels.coords.downsample_coords`."""
+    _check_range(coords)
+    keys = torch.unique(pack_keys(coords, stride), sorted=True)  # sync: the output size
+    out = unpack_keys(keys)
+    out._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
+    out._weak3d_range_ok = True  # type: ignore[attr-defined]
+    return out
+
+
+@dataclass
+class MapSide:
+    """One direction of a map: rows of `table` are the outputs of that direction.
+
+    flip: read column `K - 1 - k` for weight row `k` (a symmetric submanifold map read backwards).
+    perm: rows ordered by neighbour bitmask, or None (no sorting).
+    """
+
+    table: torch.Tensor
+    perm: torch.Tensor | None
+    flip: bool = False
+
+
+def _sort_rows(mask: torch.Tensor | None) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    return torch.argsort(mask).to(torch.int32)
+
+
+class _MapState:
+    """Everything shared by a map and its transposed view (built lazily, once)."""
+
+    def __init__(self, forward: MapSide, n_in: int, n_out: int, volume: int, symmetric: bool,
+                 identity_offset: int | None) -> None:
+        self.forward = forward
+        self.n_in, self.n_out, self.volume = n_in, n_out, volume
+        self.symmetric = symmetric
+        self.identity_offset = identity_offset
+        self._backward: MapSide | None = None
+        self._lists: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pairs: KernelMap | None = None
+
+    def backward(self) -> MapSide:
+        """The map read from inputs to outputs: table_t[n_in, K]."""
+        if self._backward is None:
+            if self.symmetric:
+                self._backward = MapSide(self.forward.table, self.forward.perm, flip=True)
+            else:
+                table = self.forward.table
+                device = table.device
+                table_t = torch.full((self.n_in, self.volume), -1, dtype=torch.int32, device=device)
+                write_mask = self.volume <= _MAX_MASK_VOLUME
+                mask_t = torch.zeros(self.n_in if write_mask else 1, dtype=torch.int32, device=device)
+                if self.n_out and self.n_in:
+                    kk.transpose_table_kernel[_grid(self.n_out)](
+                        table, table_t, mask_t, self.n_out, K=self.volume, WRITE_MASK=write_mask,
+                        BLOCK=_BLOCK,
+                    )
+                self._backward = MapSide(table_t, _sort_rows(mask_t if write_mask else None))
+        return self._backward
+
+    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per offset, the forward-table rows that have that neighbour, first: ([K, n_out], counts [K])."""
+        if self._lists is None:
+            present = self.forward.table >= 0
+            order = torch.sort((~present).T.contiguous().to(torch.uint8), dim=1, stable=True).indices
+            self._lists = (order.to(torch.int32).contiguous(), present.sum(dim=0, dtype=torch.int32))
+        return self._lists
+
+    def pairs(self) -> KernelMap:
+        """The reference backend's layout (pairs grouped by offset); syncs once."""
+        if self._pairs is None:
+            table = self.forward.table
+            offset_of_pair, out_index = (table.T >= 0).nonzero(as_tuple=True)
+            in_index = table[out_index, offset_of_pair].to(torch.int64)
+            counts = tuple(torch.bincount(offset_of_pair, minlength=self.volume).tolist())
+            self._pairs = KernelMap(in_index, out_index, counts, self.n_in, self.n_out, self.identity_offset)
+        return self._pairs
+
+
+class GPUKernelMap:
+    """A kernel map for the Triton backend; `transposed()` is a view that swaps the directions."""
+
+    def __init__(self, state: _MapState, reverse: bool = False) -> None:
+        self._state = state
+        self.reverse = reverse
+
+    @property
+    def n_in(self) -> int:
+        return self._state.n_out if self.reverse else self._state.n_in
+
+    @property
+    def n_out(self) -> int:
+        return self._state.n_in if self.reverse else self._state.n_out
+
+    @property
+    def kernel_volume(self) -> int:
+        return self._state.volume
+
+    @property
+    def identity_offset(self) -> int | None:
+        return self._state.identity_offset
+
+    def transposed(self) -> GPUKernelMap:
+        return GPUKernelMap(self._state, not self.reverse)
+
+    def output_side(self) -> MapSide:
+        """Table whose rows are this map's outputs (forward pass)."""
+        return self._state.backward() if self.reverse else self._state.forward
+
+    def input_side(self) -> MapSide:
+        """Table whose rows are this map's inputs (input gradient)."""
+        return self._state.forward if self.reverse else self._state.backward()
+
+    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(rows [K, n], counts [K], rows_are_outputs) over the stored forward table (weight gradient)."""
+        rows, counts = self._state.offset_lists()
+        return rows, counts, not self.reverse
+
+    # --- the reference `KernelMap` interface -----------------------------------------------
+    def _pairs(self) -> KernelMap:
+        pairs = self._state.pairs()
+        return pairs.transposed() if self.reverse else pairs
+
+    @property
+    def in_index(self) -> torch.Tensor:
+        return self._pairs().in_index
+
+    @property
+    def out_index(self) -> torch.Tensor:
+        return self._pairs().out_index
+
+    @property
+    def pair_counts(self) -> tuple[int, ...]:
+        return self._pairs().pair_counts
+
+    def offset_pairs(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        return self._pairs().offset_pairs()
+
+    def out_in_map(self) -> torch.Tensor:
+        return self._pairs().out_in_map()
+
+
+_OFFSETS: dict[tuple[Stride, Stride, torch.device], torch.Tensor] = {}
+
+
+def _device_offsets(kernel_size: Stride, dilation: Stride, device: torch.device) -> torch.Tensor:
+    # Cached: a host-to-device copy per map would wait for the GPU's queue.
+    key = (kernel_size, dilation, device)
+    if key not in _OFFSETS:
+        _OFFSETS[key] = kernel_offsets(kernel_size, dilation).to(device=device, dtype=torch.int32)
+    return _OFFSETS[key]
+
+
+def build_kernel_map(
+    in_coords: torch.Tensor,
+    out_coords: torch.Tensor,
+    kernel_size: Stride,
+    conv_stride: Stride = (1, 1, 1),
+    dilation: Stride = (1, 1, 1),
+) -> GPUKernelMap:
+    """Same pairs as `kernels.kmap.build_kernel_map`, as a neighbour table built on the device."""
+    device = in_coords.device
+    host_offsets = kernel_offsets(kernel_size, dilation)
+    offsets = _device_offsets(kernel_size, dilation, device)
+    volume = offsets.shape[0]
+    n_in, n_out = in_coords.shape[0], out_coords.shape[0]
+    if int(host_offsets.abs().max()) + max(conv_stride) >= _REACH:
+        raise ValueError(f"kernel reach {kernel_size} x dilation {dilation} too large for the Triton maps")
+    write_mask = volume <= _MAX_MASK_VOLUME
+    table = torch.empty(n_out, volume, dtype=torch.int32, device=device)
+    mask = torch.empty(n_out if write_mask else 1, dtype=torch.int32, device=device)
+    if n_in == 0:
+        table.fill_(-1)
+        mask.zero_()
+    elif n_out:
+        keys, order = sorted_keys(in_coords)
+        _check_range(out_coords)
+        kk.query_kernel[_grid(n_out)](
+            out_coords.contiguous(), offsets, keys, order if order is not None else keys, table, mask,
+            n_out, n_in, max(math.ceil(math.log2(n_in + 1)), 1), *conv_stride,
+            K=volume, HAS_ORDER=order is not None, WRITE_MASK=write_mask, BLOCK=_BLOCK,
+        )
+    submanifold = in_coords is out_coords and all(s == 1 for s in conv_stride)
+    identity_offset = None
+    if submanifold:
+        zero = (host_offsets == 0).all(dim=1).nonzero().flatten().tolist()
+        identity_offset = zero[0] if zero and n_out else None
+    # A submanifold map with offsets symmetric about 0 (odd kernel) reads backwards as itself with
+    # the offsets reversed: no transposed table needed.
+    symmetric = submanifold and all(k % 2 == 1 for k in kernel_size)
+    forward = MapSide(table, _sort_rows(mask if write_mask else None))
+    return GPUKernelMap(_MapState(forward, n_in, n_out, volume, symmetric, identity_offset))

@@ -1,0 +1,118 @@
+"""Triton kernels that build kernel maps: coordinate keys, binary-search queries, table transpose.
+
+Coordinates `(b, x, y, z)` are packed into one int64 key: 9 bits of batch, then 18 bits per axis
+biased by 2**17, so sorting keys sorts `(b, x, y, z)` lexicographically, like the reference.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+AXIS_BITS = 18
+BIAS = 1 << (AXIS_BITS - 1)
+BATCH_LIMIT = 1 << 9
+
+
+@triton.jit
+def _key(b, x, y, z):
+    # All fields non-negative after the bias, so shifts and ors are exact.
+    bias = 131072
+    return (b << 54) | ((x + bias) << 36) | ((y + bias) << 18) | (z + bias)
+
+
+@triton.jit
+def pack_keys_kernel(coords_ptr, keys_ptr, n, sx, sy, sz, BLOCK: tl.constexpr):
+    """keys[i] = key(b, floor(x / sx), floor(y / sy), floor(z / sz)) of int32 coords [n, 4]."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n
+    base = coords_ptr + rows.to(tl.int64) * 4
+    b = tl.load(base, mask=ok, other=0).to(tl.int64)
+    x = tl.load(base + 1, mask=ok, other=0).to(tl.int64)
+    y = tl.load(base + 2, mask=ok, other=0).to(tl.int64)
+    z = tl.load(base + 3, mask=ok, other=0).to(tl.int64)
+    # floor division of possibly negative values: shift to non-negative first (truncation and
+    # floor then agree on the GPU and in the interpreter).
+    shift = 131072
+    x = (x + shift * sx) // sx - shift
+    y = (y + shift * sy) // sy - shift
+    z = (z + shift * sz) // sz - shift
+    tl.store(keys_ptr + rows, _key(b, x, y, z), mask=ok)
+
+
+@triton.jit
+def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n
+    key = tl.load(keys_ptr + rows, mask=ok, other=0)
+    field = (1 << 18) - 1
+    bias = 131072
+    base = coords_ptr + rows.to(tl.int64) * 4
+    tl.store(base, (key >> 54).to(tl.int32), mask=ok)
+    tl.store(base + 1, (((key >> 36) & field) - bias).to(tl.int32), mask=ok)
+    tl.store(base + 2, (((key >> 18) & field) - bias).to(tl.int32), mask=ok)
+    tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
+
+
+@triton.jit
+def query_kernel(
+    out_coords_ptr, offsets_ptr, keys_ptr, order_ptr, table_ptr, mask_ptr,
+    n_out, n_in, n_steps, sx, sy, sz,
+    K: tl.constexpr, HAS_ORDER: tl.constexpr, WRITE_MASK: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """table[o, k] = row of the input at `o * stride + offset[k]` (or -1), by binary search.
+
+    mask[o] gets bit k set when that neighbour exists (rows are later sorted by it).
+    """
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n_out
+    base = out_coords_ptr + rows.to(tl.int64) * 4
+    b = tl.load(base, mask=ok, other=0).to(tl.int64)
+    x = tl.load(base + 1, mask=ok, other=0).to(tl.int64) * sx
+    y = tl.load(base + 2, mask=ok, other=0).to(tl.int64) * sy
+    z = tl.load(base + 3, mask=ok, other=0).to(tl.int64) * sz
+    bits = tl.zeros([BLOCK], dtype=tl.int32)
+    for k in range(K):
+        dx = tl.load(offsets_ptr + k * 3).to(tl.int64)
+        dy = tl.load(offsets_ptr + k * 3 + 1).to(tl.int64)
+        dz = tl.load(offsets_ptr + k * 3 + 2).to(tl.int64)
+        query = _key(b, x + dx, y + dy, z + dz)
+        lo = tl.zeros([BLOCK], dtype=tl.int64)
+        hi = tl.zeros([BLOCK], dtype=tl.int64) + n_in
+        for _ in range(n_steps):  # lower_bound
+            active = lo < hi
+            mid = (lo + hi) >> 1
+            value = tl.load(keys_ptr + mid, mask=ok & active, other=0)
+            right = active & (value < query)
+            lo = tl.where(right, mid + 1, lo)
+            hi = tl.where(active & (value >= query), mid, hi)
+        position = tl.minimum(lo, n_in - 1)
+        found = ok & (tl.load(keys_ptr + position, mask=ok, other=-1) == query)
+        if HAS_ORDER:
+            index = tl.load(order_ptr + position, mask=found, other=-1).to(tl.int32)
+        else:
+            index = position.to(tl.int32)
+        index = tl.where(found, index, -1)
+        tl.store(table_ptr + rows.to(tl.int64) * K + k, index, mask=ok)
+        if WRITE_MASK:
+            bits = bits | (found.to(tl.int32) << k)
+    if WRITE_MASK:
+        tl.store(mask_ptr + rows, bits, mask=ok)
+
+
+@triton.jit
+def transpose_table_kernel(
+    table_ptr, table_t_ptr, mask_t_ptr, n_rows,
+    K: tl.constexpr, WRITE_MASK: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """table_t[table[r, k], k] = r. Within one offset the map is injective: no two writes collide."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n_rows
+    for k in range(K):
+        index = tl.load(table_ptr + rows.to(tl.int64) * K + k, mask=ok, other=-1)
+        hit = index >= 0
+        target = tl.where(hit, index, 0).to(tl.int64)
+        tl.store(table_t_ptr + target * K + k, rows.to(tl.int32), mask=hit)
+        if WRITE_MASK:
+            # Integer OR commutes: the result does not depend on the order of the atomics.
+            tl.atomic_or(mask_t_ptr + target, tl.full([BLOCK], 1, tl.int32) << k, mask=hit)
