@@ -3,7 +3,7 @@ import pytest
 
 from tests.stages.realdata import SHARED, real_images, real_sweep
 from weak3d.stages.presegment import presegment
-from weak3d.stages.superpixels import seeds_superpixels
+from weak3d.stages.superpixels import SuperpixelConfig, seeds_superpixels
 
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (real sample files) is absent")
 
@@ -28,3 +28,5 @@ def test_seeds_real_image():
     labels = seeds_superpixels(img)
     assert labels.shape == (360, 640)
     assert 0.75 * 1024 < len(np.unique(labels)) <= 1024
+    # The default numba backend reproduces OpenCV's labels on a real camera image.
+    assert np.array_equal(labels, seeds_superpixels(img, SuperpixelConfig(backend="opencv")))

@@ -51,3 +51,35 @@ def test_resize_matches_pil_and_rejects_bad_input():
     assert labels.shape == (90, 160)
     with pytest.raises(ValueError, match="RGB uint8"):
         seeds_superpixels(img.astype(np.float32))
+
+
+def _texture(h: int, w: int, seed: int = 1) -> np.ndarray:
+    """Smooth random colour field plus noise: many weak edges, so SEEDS moves many blocks and pixels."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float64)
+    return np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the IUPC settings at 360x640: 4 levels, proportional grid 320x180 .. 40x22
+        {"num_levels": 2},  # odd block rows (45 -> 22): the proportional parent mapping matters
+        {"num_superpixels": 200, "prior": 1, "histogram_bins": 6, "double_step": False, "iterations": 3},
+        {"num_superpixels": 64, "num_levels": 3, "prior": 0, "histogram_bins": 5, "size": (90, 160)},
+    ],
+)
+def test_numba_backend_gives_opencv_labels(settings):
+    # The numba SEEDS is a step-for-step port; any difference in grid, move order or float32
+    # arithmetic would show up as differing labels.
+    for img in (_texture(360, 640), _regions(360, 640)):
+        ref = seeds_superpixels(img, SuperpixelConfig(backend="opencv", **settings))
+        fast = seeds_superpixels(img, SuperpixelConfig(backend="numba", **settings))
+        assert fast.dtype == ref.dtype == np.int32
+        assert np.array_equal(fast, ref)
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend"):
+        seeds_superpixels(_regions(36, 64), SuperpixelConfig(size=None, num_superpixels=16, backend="cuda"))

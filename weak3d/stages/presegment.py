@@ -14,6 +14,8 @@ Segment ids (one int32 array over the keyframe, raw point order):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +91,22 @@ def _cell_seed(seed: int, cell: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, cell, attempt]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+@contextlib.contextmanager
+def _open3d_one_thread() -> Iterator[None]:
+    """Run open3d on one thread inside the block.
+
+    open3d's RANSAC runs on its own thread pool (sized by the core count, not OMP_NUM_THREADS);
+    with more than one thread the seeded fit changes from run to run (a few points of a cell), so
+    the fits run on one thread. The workflow parallelises over scenes instead.
+    """
+    before = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(1)
+    try:
+        yield
+    finally:
+        o3d.utility.set_max_threads(before)
+
+
 def _fit_plane(points: np.ndarray, seed: int, cfg: PresegmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Seeded open3d RANSAC; returns the unit-normal plane (a, b, c, d) and inlier indices."""
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
@@ -154,15 +172,16 @@ def fit_ground(
     order = np.argsort(cells, kind="stable")
     uniq, starts = np.unique(cells[order], return_index=True)
     bounds = np.append(starts, len(order))
-    for i, cell in enumerate(uniq):
-        idx = order[bounds[i] : bounds[i + 1]]
-        if len(idx) <= cfg.min_points or not np.any(idx < len(kf)):
-            continue
-        r_idx, a_idx = divmod(int(cell), n_angular(cfg))
-        strict = r_idx < cfg.strict_radial_below and a_idx in cfg.strict_angular
-        mask = fit_cell_ground(pts[idx], int(cell), cfg, strict)
-        if mask is not None:
-            ground[idx[mask]] = True
+    with _open3d_one_thread():
+        for i, cell in enumerate(uniq):
+            idx = order[bounds[i] : bounds[i + 1]]
+            if len(idx) <= cfg.min_points or not np.any(idx < len(kf)):
+                continue
+            r_idx, a_idx = divmod(int(cell), n_angular(cfg))
+            strict = r_idx < cfg.strict_radial_below and a_idx in cfg.strict_angular
+            mask = fit_cell_ground(pts[idx], int(cell), cfg, strict)
+            if mask is not None:
+                ground[idx[mask]] = True
     return ground[: len(kf)]
 
 

@@ -85,7 +85,12 @@ rule superpixels:
     input:
         scene="results/{ds}/preprocessed/{scene}.h5",
         raw=raw_input,
-        code=code_files("weak3d/stages/superpixels.py", "weak3d/config.py", "weak3d/io.py"),
+        code=code_files(
+            "weak3d/stages/superpixels.py",
+            "weak3d/stages/seeds_numba.py",
+            "weak3d/config.py",
+            "weak3d/io.py",
+        ),
     output:
         "results/{ds}/superpixels/{scene}.h5",
     log:

@@ -1,0 +1,598 @@
+"""SEEDS superpixels (Van den Bergh et al., ECCV 2012) in numba, step for step as OpenCV's ximgproc.
+
+Why: OpenCV's SEEDS keeps a dense histogram of 10**3 float bins for every block of every level;
+at 360x640 the 2x2-pixel bottom level alone has 57,600 blocks, so each image clears and sums
+~300 MB of histograms, and that (not the hill climbing) is where its ~0.4 s per image goes. A
+block's histogram has at most as many non-zero bins as the block has pixels, and every term a
+block histogram contributes to SEEDS' energy is zero where the block's bin is zero; so here blocks
+below the top level keep sparse (bin, count) lists and only the ~900 superpixels keep dense ones.
+
+Same algorithm, same order of moves, same tie rules (the grid, the parent links of the levels,
+the double-step block updates with confidence 0.1, the alternating forward/backward pixel sweeps,
+the 3x4 / 4x3 neighbourhood prior, the border copy). All histogram counts are small integers held
+exactly in float32, the sums of block intersections stay exact in any order, and the remaining
+float32 products and quotients are done in float32 as OpenCV does, so the labels are meant to be
+identical to OpenCV's; tests/stages/test_superpixels.py checks that they are.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+REQ_CONF = np.float32(0.1)  # confidence a double-step block move needs in its first pass
+MIN_SUBLABELS = 1
+
+
+def seeds_grid(width: int, height: int, num_superpixels: int, num_levels: int) -> tuple[int, int, int]:
+    """(levels, block width, block height) of the bottom level, as OpenCV chooses them."""
+    num_superpixels = max(num_superpixels, 10)
+    num_levels = max(num_levels, 2)
+    # float32 as in OpenCV (sqrtf of a float expression).
+    f = np.float32(num_superpixels) * np.float32(height) / np.float32(width)
+    sp_h = int(np.sqrt(np.float32(f)))
+    sp_w = sp_h * width // height
+    levels = num_levels + 1
+    while True:
+        levels -= 1
+        wf = np.float32(width) / np.float32(sp_w) / np.float32(1 << (levels - 1))
+        hf = np.float32(height) / np.float32(sp_h) / np.float32(1 << (levels - 1))
+        if not (wf < 1.0 or hf < 1.0):
+            break
+    if levels < 2:
+        raise ValueError(f"SEEDS needs >= 2 levels; {width}x{height} with {num_superpixels} gives {levels}")
+    return levels, int(np.ceil(wf)), int(np.ceil(hf))
+
+
+@lru_cache(maxsize=8)
+def _geometry(width: int, height: int, num_superpixels: int, num_levels: int):
+    """Block grid of every level, the bottom-level block of each pixel and the initial parents."""
+    levels, seeds_w, seeds_h = seeds_grid(width, height, num_superpixels, num_levels)
+    nr_w = np.empty(levels, np.int64)
+    nr_h = np.empty(levels, np.int64)
+    nr_w[0], nr_h[0] = width // seeds_w, height // seeds_h
+    for lev in range(1, levels):
+        nr_w[lev], nr_h[lev] = nr_w[lev - 1] // 2, nr_h[lev - 1] // 2
+    off = np.zeros(levels + 1, np.int64)
+    off[1:] = np.cumsum(nr_w * nr_h)
+    parent_init, bottom = _init_parents(width, height, nr_w, nr_h, off)
+    return levels, nr_w, nr_h, off, parent_init, bottom
+
+
+@njit(cache=True)
+def _block_label(lev, x, y, width, height, nr_w, nr_h):
+    # Proportional grid: block column x * n_w // W (OpenCV 5; 4.x used x // (W // n_w), capped).
+    return (y * nr_h[lev] // height) * nr_w[lev] + x * nr_w[lev] // width
+
+
+@njit(cache=True)
+def _init_parents(width, height, nr_w, nr_h, off):
+    levels = len(nr_w)
+    parent_init = np.zeros(off[levels], np.int32)
+    # Each block's parent is the parent block of its last pixel in raster order.
+    for lev in range(1, levels):
+        for y in range(height):
+            for x in range(width):
+                child = _block_label(lev - 1, x, y, width, height, nr_w, nr_h)
+                parent_init[off[lev - 1] + child] = _block_label(lev, x, y, width, height, nr_w, nr_h)
+    bottom = np.empty(width * height, np.int32)
+    for y in range(height):
+        for x in range(width):
+            bottom[y * width + x] = _block_label(0, x, y, width, height, nr_w, nr_h)
+    return parent_init, bottom
+
+
+@njit(cache=True)
+def _sparse_histograms(bins, width, height, nr_w, nr_h, parent_init, off, n_hist):
+    """CSR (ptr, bin, count) and pixel count of every block below the top level, plus the dense
+    histograms and pixel counts of the top-level blocks.
+
+    Bottom blocks are read straight off the proportional pixel grid; each upper block merges the
+    sparse lists of its children (its pixels are exactly theirs, as in OpenCV's addBlock chain).
+    """
+    levels = len(off) - 1
+    top = levels - 1
+    n_sub = off[top]
+    ptr = np.zeros(n_sub + 1, np.int64)
+    cap = width * height * top
+    hbin = np.empty(cap, np.int32)
+    hcnt = np.empty(cap, np.float32)
+    tsub = np.zeros(n_sub, np.float32)
+    scratch = np.zeros(n_hist, np.float32)
+    touched = np.empty(max(n_hist, width * height), np.int32)
+    k = 0
+    # Bottom level: block (r, c) holds rows ceil(r H / n_h) .. and columns ceil(c W / n_w) ..
+    ys = np.empty(nr_h[0] + 1, np.int64)
+    xs = np.empty(nr_w[0] + 1, np.int64)
+    for r in range(nr_h[0] + 1):
+        ys[r] = (r * height + nr_h[0] - 1) // nr_h[0]
+    for c in range(nr_w[0] + 1):
+        xs[c] = (c * width + nr_w[0] - 1) // nr_w[0]
+    for r in range(nr_h[0]):
+        for c in range(nr_w[0]):
+            g = r * nr_w[0] + c
+            n_t = 0
+            for y in range(ys[r], ys[r + 1]):
+                for x in range(xs[c], xs[c + 1]):
+                    b = bins[y * width + x]
+                    if scratch[b] == 0:
+                        touched[n_t] = b
+                        n_t += 1
+                    scratch[b] += np.float32(1.0)
+            ptr[g] = k
+            for t in range(n_t):
+                b = touched[t]
+                hbin[k] = b
+                hcnt[k] = scratch[b]
+                scratch[b] = 0
+                k += 1
+            tsub[g] = np.float32((ys[r + 1] - ys[r]) * (xs[c + 1] - xs[c]))
+    ptr[off[1]] = k
+    # Upper levels (and the dense top): children grouped by parent with a counting sort.
+    htop = np.zeros((n_hist, off[levels] - off[top]), np.float32)
+    ttop = np.zeros(off[levels] - off[top], np.float32)
+    for lev in range(1, levels):
+        n_child = off[lev] - off[lev - 1]
+        n_blk = off[lev + 1] - off[lev]
+        start = np.zeros(n_blk + 1, np.int64)
+        for ch in range(n_child):
+            start[parent_init[off[lev - 1] + ch] + 1] += 1
+        for b in range(n_blk):
+            start[b + 1] += start[b]
+        fill = start[:-1].copy()
+        kids = np.empty(n_child, np.int64)
+        for ch in range(n_child):
+            p = parent_init[off[lev - 1] + ch]
+            kids[fill[p]] = off[lev - 1] + ch
+            fill[p] += 1
+        for b in range(n_blk):
+            if lev == top:
+                for j in range(start[b], start[b + 1]):
+                    ch = kids[j]
+                    for e in range(ptr[ch], ptr[ch + 1]):
+                        htop[hbin[e], b] += hcnt[e]
+                    ttop[b] += tsub[ch]
+                continue
+            g = off[lev] + b
+            n_t = 0
+            total = np.float32(0.0)
+            for j in range(start[b], start[b + 1]):
+                ch = kids[j]
+                for e in range(ptr[ch], ptr[ch + 1]):
+                    c = hbin[e]
+                    if scratch[c] == 0:
+                        touched[n_t] = c
+                        n_t += 1
+                    scratch[c] += hcnt[e]
+                total += tsub[ch]
+            ptr[g] = k
+            for t in range(n_t):
+                c = touched[t]
+                hbin[k] = c
+                hcnt[k] = scratch[c]
+                scratch[c] = 0
+                k += 1
+            tsub[g] = total
+        if lev < top:
+            ptr[off[lev] + n_blk] = k
+    return ptr, hbin, hcnt, tsub, htop, ttop
+
+
+@njit(cache=True)
+def _split_hf(a11, a12, a21, a22, a31, a32):
+    # False when moving a22 away would disconnect its superpixel (horizontal, forward).
+    if a22 != a21 and a22 == a12 and a22 == a32:
+        return False
+    if a22 != a11 and a22 == a12 and a22 == a21:
+        return False
+    if a22 != a31 and a22 == a32 and a22 == a21:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _split_hb(a12, a13, a22, a23, a32, a33):
+    if a22 != a23 and a22 == a12 and a22 == a32:
+        return False
+    if a22 != a13 and a22 == a12 and a22 == a23:
+        return False
+    if a22 != a33 and a22 == a32 and a22 == a23:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _split_vf(a11, a12, a13, a21, a22, a23):
+    if a22 != a12 and a22 == a21 and a22 == a23:
+        return False
+    if a22 != a11 and a22 == a21 and a22 == a12:
+        return False
+    if a22 != a13 and a22 == a23 and a22 == a12:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _split_vb(a21, a22, a23, a31, a32, a33):
+    if a22 != a32 and a22 == a21 and a22 == a23:
+        return False
+    if a22 != a31 and a22 == a21 and a22 == a32:
+        return False
+    if a22 != a33 and a22 == a23 and a22 == a32:
+        return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")  # 0/0 gives NaN (no move), as in C
+def _intersect_conf(htop, ttop, label_a, label_b, g, ptr, hbin, hcnt, tsub):
+    """Intersection of block g with superpixel label_a minus that with label_b without g."""
+    count1a = ttop[label_a]
+    count2 = tsub[g]
+    count1b = ttop[label_b] - count2
+    sum_a = np.float32(0.0)
+    sum_b = np.float32(0.0)
+    # Bins where the block is empty add exactly zero to both sums, so only its own bins are read.
+    for j in range(ptr[g], ptr[g + 1]):
+        n = hbin[j]
+        h2 = hcnt[j]
+        u = htop[n, label_a] * count2
+        v = h2 * count1a
+        sum_a += u if u < v else v
+        diff = htop[n, label_b] - h2
+        u = diff * count2
+        v = h2 * count1b
+        sum_b += u if u < v else v
+    int_a = sum_a / (count1a * count2)
+    int_b = sum_b / (count1b * count2)
+    return int_a - int_b
+
+
+@njit(cache=True)
+def _move_block(htop, ttop, nr_part, parent, pidx, g, old, new, ptr, hbin, hcnt, tsub):
+    for j in range(ptr[g], ptr[g + 1]):
+        htop[hbin[j], old] -= hcnt[j]
+        htop[hbin[j], new] += hcnt[j]
+    ttop[old] -= tsub[g]
+    ttop[new] += tsub[g]
+    nr_part[old] -= 1
+    nr_part[new] += 1
+    parent[pidx] = new
+
+
+@njit(cache=True)
+def _update_blocks(lev, req, nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, hbin, hcnt, tsub):
+    step = nr_w[lev]
+    rows = nr_h[lev]
+    o = off[lev]
+    for y in range(1, rows - 1):
+        x = 1
+        while x < step - 2:
+            sub = y * step + x
+            la = parent[o + sub]
+            lb = parent[o + sub + 1]
+            if la != lb:
+                a11 = parent[o + (y - 1) * step + x - 1]
+                a12 = parent[o + (y - 1) * step + x]
+                a21 = parent[o + y * step + x - 1]
+                a22 = parent[o + y * step + x]
+                a31 = parent[o + (y + 1) * step + x - 1]
+                a32 = parent[o + (y + 1) * step + x]
+                done = False
+                if nr_part[la] == 2 or (nr_part[la] > 2 and _split_hf(a11, a12, a21, a22, a31, a32)):
+                    conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+                    if conf > req:
+                        _move_block(
+                            htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub
+                        )
+                        done = True
+                if not done and nr_part[lb] > MIN_SUBLABELS:
+                    sub = y * step + x + 1
+                    a13 = parent[o + (y - 1) * step + x + 1]
+                    a14 = parent[o + (y - 1) * step + x + 2]
+                    a23 = parent[o + y * step + x + 1]
+                    a24 = parent[o + y * step + x + 2]
+                    a33 = parent[o + (y + 1) * step + x + 1]
+                    a34 = parent[o + (y + 1) * step + x + 2]
+                    if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_hb(a13, a14, a23, a24, a33, a34)):
+                        conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
+                        if conf > req:
+                            _move_block(
+                                htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
+                            )
+                            x += 1
+            x += 1
+    for x in range(1, step - 1):
+        y = 1
+        while y < rows - 2:
+            sub = y * step + x
+            la = parent[o + sub]
+            lb = parent[o + (y + 1) * step + x]
+            if la != lb:
+                a11 = parent[o + (y - 1) * step + x - 1]
+                a12 = parent[o + (y - 1) * step + x]
+                a13 = parent[o + (y - 1) * step + x + 1]
+                a21 = parent[o + y * step + x - 1]
+                a22 = parent[o + y * step + x]
+                a23 = parent[o + y * step + x + 1]
+                done = False
+                if nr_part[la] == 2 or (nr_part[la] > 2 and _split_vf(a11, a12, a13, a21, a22, a23)):
+                    conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+                    if conf > req:
+                        _move_block(
+                            htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub
+                        )
+                        done = True
+                if not done and nr_part[lb] > MIN_SUBLABELS:
+                    sub = (y + 1) * step + x
+                    a31 = parent[o + (y + 1) * step + x - 1]
+                    a32 = parent[o + (y + 1) * step + x]
+                    a33 = parent[o + (y + 1) * step + x + 1]
+                    a41 = parent[o + (y + 2) * step + x - 1]
+                    a42 = parent[o + (y + 2) * step + x]
+                    a43 = parent[o + (y + 2) * step + x + 1]
+                    if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_vb(a31, a32, a33, a41, a42, a43)):
+                        conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
+                        if conf > req:
+                            _move_block(
+                                htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
+                            )
+                            y += 1
+            y += 1
+
+
+@njit(cache=True)
+def _go_down(old, off, parent, nr_part):
+    new = old - 1
+    if new < 0:
+        return -1
+    nr_part[:] = 0
+    # OpenCV counts 4 partitions per block on levels above the bottom, 1 on the bottom.
+    parts = 4 if new > 0 else 1
+    for label in range(off[new + 1] - off[new]):
+        p = parent[off[old] + parent[off[new] + label]]
+        parent[off[new] + label] = p
+        nr_part[p] += parts
+    return new
+
+
+@njit(cache=True)
+def _three_by_four(labels, width, x, y, label):
+    # Pixels of `label` among the 10 around (x, y), (x+1, y) in a 3-row by 4-column window.
+    r0 = (y - 1) * width + x - 1
+    r1 = y * width + x - 1
+    r2 = (y + 1) * width + x - 1
+    c = 0
+    for d in range(4):
+        c += labels[r0 + d] == label
+        c += labels[r2 + d] == label
+    c += labels[r1] == label
+    c += labels[r1 + 3] == label
+    return c
+
+
+@njit(cache=True)
+def _four_by_three(labels, width, x, y, label):
+    # OpenCV's 4-row window: 3 on the first and last rows, the two outer columns in between.
+    r0 = (y - 1) * width + x - 1
+    r1 = y * width + x - 1
+    r2 = (y + 1) * width + x - 1
+    r3 = (y + 2) * width + x - 1
+    c = 0
+    for d in range(3):
+        c += labels[r0 + d] == label
+        c += labels[r3 + d] == label
+    c += labels[r1] == label
+    c += labels[r1 + 3] == label
+    c += labels[r2] == label
+    c += labels[r2 + 3] == label
+    return c
+
+
+@njit(cache=True, error_model="numpy")
+def _probability(htop, ttop, bins, idx, label1, label2, prior1, prior2, prior):
+    """True when the pixel is more likely in label2 than in label1 (float32 as in OpenCV)."""
+    color = bins[idx]
+    p_1 = htop[color, label1] * ttop[label2]
+    p_2 = htop[color, label2] * ttop[label1]
+    if prior > 0:
+        p = np.float32(1.0)
+        if prior2 != 0:
+            p = np.float32(prior1) / np.float32(prior2)
+        # OpenCV's fall-through switch: prior k squares p (k - 1) times for k >= 2, then scales.
+        for _ in range(prior - 1):
+            p = p * p
+        if prior >= 2:
+            p_1 = p_1 * ttop[label2]
+            p_2 = p_2 * ttop[label1]
+        p_1 = p_1 * p
+    return p_2 > p_1
+
+
+@njit(cache=True)
+def _update(htop, ttop, labels, bins, new, idx, old):
+    c = bins[idx]
+    htop[c, old] -= np.float32(1.0)
+    ttop[old] -= np.float32(1.0)
+    htop[c, new] += np.float32(1.0)
+    ttop[new] += np.float32(1.0)
+    labels[idx] = new
+
+
+@njit(cache=True)
+def _update_pixels(labels, bins, htop, ttop, width, height, prior, forward):
+    w = width
+    pa = 0
+    pb = 0
+    for y in range(1, height - 1):
+        x = 1
+        while x < w - 2:
+            la = labels[y * w + x]
+            lb = labels[y * w + x + 1]
+            if la != lb:
+                a22 = la
+                a23 = lb
+                a11 = labels[(y - 1) * w + x - 1]
+                a12 = labels[(y - 1) * w + x]
+                a21 = labels[y * w + x - 1]
+                a31 = labels[(y + 1) * w + x - 1]
+                a32 = labels[(y + 1) * w + x]
+                a13 = labels[(y - 1) * w + x + 1]
+                a14 = labels[(y - 1) * w + x + 2]
+                a24 = labels[y * w + x + 2]
+                a33 = labels[(y + 1) * w + x + 1]
+                a34 = labels[(y + 1) * w + x + 2]
+                if forward:
+                    if _split_hf(a11, a12, a21, a22, a31, a32):
+                        if prior:
+                            pa = _three_by_four(labels, w, x, y, la)
+                            pb = _three_by_four(labels, w, x, y, lb)
+                        if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
+                            _update(htop, ttop, labels, bins, lb, y * w + x, la)
+                        elif _split_hb(a13, a14, a23, a24, a33, a34):
+                            if _probability(htop, ttop, bins, y * w + x + 1, lb, la, pb, pa, prior):
+                                _update(htop, ttop, labels, bins, la, y * w + x + 1, lb)
+                                x += 1
+                else:
+                    if _split_hb(a13, a14, a23, a24, a33, a34):
+                        if prior:
+                            pa = _three_by_four(labels, w, x, y, la)
+                            pb = _three_by_four(labels, w, x, y, lb)
+                        if _probability(htop, ttop, bins, y * w + x + 1, lb, la, pb, pa, prior):
+                            _update(htop, ttop, labels, bins, la, y * w + x + 1, lb)
+                            x += 1
+                        elif _split_hf(a11, a12, a21, a22, a31, a32):
+                            if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
+                                _update(htop, ttop, labels, bins, lb, y * w + x, la)
+            x += 1
+    for x in range(1, w - 1):
+        y = 1
+        while y < height - 2:
+            la = labels[y * w + x]
+            lb = labels[(y + 1) * w + x]
+            if la != lb:
+                a22 = la
+                a32 = lb
+                a11 = labels[(y - 1) * w + x - 1]
+                a12 = labels[(y - 1) * w + x]
+                a13 = labels[(y - 1) * w + x + 1]
+                a21 = labels[y * w + x - 1]
+                a23 = labels[y * w + x + 1]
+                a31 = labels[(y + 1) * w + x - 1]
+                a33 = labels[(y + 1) * w + x + 1]
+                a41 = labels[(y + 2) * w + x - 1]
+                a42 = labels[(y + 2) * w + x]
+                a43 = labels[(y + 2) * w + x + 1]
+                if forward:
+                    if _split_vf(a11, a12, a13, a21, a22, a23):
+                        if prior:
+                            pa = _four_by_three(labels, w, x, y, la)
+                            pb = _four_by_three(labels, w, x, y, lb)
+                        if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
+                            _update(htop, ttop, labels, bins, lb, y * w + x, la)
+                        elif _split_vb(a31, a32, a33, a41, a42, a43):
+                            if _probability(htop, ttop, bins, (y + 1) * w + x, lb, la, pb, pa, prior):
+                                _update(htop, ttop, labels, bins, la, (y + 1) * w + x, lb)
+                                y += 1
+                else:
+                    if _split_vb(a31, a32, a33, a41, a42, a43):
+                        if prior:
+                            pa = _four_by_three(labels, w, x, y, la)
+                            pb = _four_by_three(labels, w, x, y, lb)
+                        if _probability(htop, ttop, bins, (y + 1) * w + x, lb, la, pb, pa, prior):
+                            _update(htop, ttop, labels, bins, la, (y + 1) * w + x, lb)
+                            y += 1
+                        elif _split_vf(a11, a12, a13, a21, a22, a23):
+                            if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
+                                _update(htop, ttop, labels, bins, lb, y * w + x, la)
+            y += 1
+    # Border pixels take the label of their inner neighbour.
+    for x in range(w):
+        la = labels[x]
+        lb = labels[w + x]
+        if la != lb:
+            _update(htop, ttop, labels, bins, lb, x, la)
+        la = labels[(height - 1) * w + x]
+        lb = labels[(height - 2) * w + x]
+        if la != lb:
+            _update(htop, ttop, labels, bins, lb, (height - 1) * w + x, la)
+    for y in range(height):
+        la = labels[y * w]
+        lb = labels[y * w + 1]
+        if la != lb:
+            _update(htop, ttop, labels, bins, lb, y * w, la)
+        la = labels[y * w + w - 1]
+        lb = labels[y * w + w - 2]
+        if la != lb:
+            _update(htop, ttop, labels, bins, lb, y * w + w - 1, la)
+
+
+@njit(cache=True)
+def _seeds(bins, width, height, nr_w, nr_h, off, parent_init, bottom, n_hist, prior, double_step, iterations):
+    levels = len(nr_w)
+    top = levels - 1
+    ptr, hbin, hcnt, tsub, htop, ttop = _sparse_histograms(
+        bins, width, height, nr_w, nr_h, parent_init, off, n_hist
+    )
+    parent = parent_init.copy()
+    nr_part = np.full(off[levels] - off[top], 4, np.int64)
+    lev = levels - 2
+    while lev >= 0:
+        if double_step:
+            _update_blocks(lev, REQ_CONF, nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, hbin, hcnt, tsub)
+        _update_blocks(
+            lev, np.float32(0.0), nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, hbin, hcnt, tsub
+        )
+        lev = _go_down(lev, off, parent, nr_part)
+    labels = np.empty(width * height, np.int32)
+    for i in range(width * height):
+        labels[i] = parent[bottom[i]]
+    forward = True
+    for _ in range(iterations):
+        _update_pixels(labels, bins, htop, ttop, width, height, prior, forward)
+        forward = not forward
+    return labels
+
+
+def histogram_bins(image: np.ndarray, n_bins: int) -> np.ndarray:
+    """Joint histogram bin per pixel of a uint8 image (H, W, C): OpenCV's v * n_bins // 256 per channel."""
+    q = image.astype(np.int32) * n_bins // 256
+    out = np.zeros(image.shape[:2], np.int32)
+    for c in range(image.shape[2]):
+        out = out * n_bins + q[:, :, c]
+    return out.ravel()
+
+
+def seeds_numba(
+    image: np.ndarray,
+    num_superpixels: int,
+    num_levels: int,
+    prior: int = 2,
+    n_bins: int = 5,
+    double_step: bool = False,
+    iterations: int = 4,
+) -> np.ndarray:
+    """int32 label map of a uint8 (H, W, C) image, as cv2.ximgproc.createSuperpixelSEEDS(W, H, C,
+    num_superpixels, num_levels, prior, n_bins, double_step).iterate(image, iterations)."""
+    image = np.ascontiguousarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3:
+        raise ValueError(f"expected a uint8 (H, W, C) image, got {image.dtype} {image.shape}")
+    height, width, channels = image.shape
+    levels, nr_w, nr_h, off, parent_init, bottom = _geometry(width, height, num_superpixels, num_levels)
+    bins = histogram_bins(image, n_bins)
+    labels = _seeds(
+        bins,
+        width,
+        height,
+        nr_w,
+        nr_h,
+        off,
+        parent_init,
+        bottom,
+        n_bins**channels,
+        min(prior, 5),
+        bool(double_step),
+        iterations,
+    )
+    return labels.reshape(height, width)
