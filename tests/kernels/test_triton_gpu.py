@@ -1,0 +1,149 @@
+"""Triton backend against the fp64 PyTorch reference on the GPU (skipped without CUDA + Triton).
+
+Every op (submanifold k=3, down-sampling k=2 s=2, transposed up-sampling), dtype (fp32, tf32,
+fp16, bf16) and direction (forward, input gradient, weight gradient) is compared with the
+reference run in float64 on the same (rounded) inputs; outputs are written into memory poisoned
+with NaN first, so a row the kernels forget to write fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kernels
+from kernels.backend import use_backend
+from kernels.functional import conv3d
+
+triton_backend = pytest.importorskip("kernels.triton.backend", reason="needs Triton")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+# Relative error ||got - ref|| / ||ref|| allowed per dtype (against fp64 on the same inputs).
+TOLERANCE = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _random_coords(n: int, grid: int, seed: int, batch: int = 2) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.cat([torch.randint(0, batch, (n, 1), generator=generator),
+                     torch.randint(-grid, grid, (n, 3), generator=generator)], dim=1)
+    coords = torch.unique(raw, dim=0)
+    coords = coords[torch.randperm(coords.shape[0], generator=generator)]  # unsorted input rows
+    return coords.to(torch.int32).cuda()
+
+
+def _poison_allocator() -> None:
+    """Fill freed blocks of the caching allocator with NaN so unwritten output rows show."""
+    block = torch.empty(64 << 20, dtype=torch.float32, device="cuda")
+    block.fill_(float("nan"))
+    del block
+
+
+def _run(op: str, backend: str, dtype: torch.dtype, coords: torch.Tensor, cin: int, cout: int,
+         seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, input grad, weight grad, output coords) of `op` on rounded random data."""
+    generator = torch.Generator().manual_seed(seed)
+    size = 3 if op == "subm" else 2
+    feats = torch.randn(coords.shape[0], cin, generator=generator).to(dtype).double()
+    weight = torch.randn(size**3, cin, cout, generator=generator).div(size**1.5).to(dtype).double()
+    down_weight = torch.randn(8, cin, cin, generator=generator).div(8**0.5).to(dtype).double()
+    work = torch.float64 if backend == "reference" else dtype
+    feats = feats.to(work).cuda().requires_grad_()
+    weight = weight.to(work).cuda().requires_grad_()
+    with use_backend(backend):
+        x = kernels.SparseTensor(feats, coords)
+        if op == "subm":
+            y = conv3d(x, weight, 3)
+        elif op == "down":
+            y = conv3d(x, weight, 2, stride=2)
+        else:  # up: back onto x's voxels through the down map
+            coarse = conv3d(x, down_weight.to(work).cuda(), 2, stride=2)
+            coarse = coarse.replace_feats(coarse.feats.detach().requires_grad_())
+            feats = coarse.feats
+            y = conv3d(coarse, weight, 2, stride=2, transposed=True)
+        grad = torch.randn(y.feats.shape, generator=generator).to(dtype).to(work).cuda()
+        y.feats.backward(grad)
+    return y.feats.detach(), feats.grad, weight.grad, y.coords
+
+
+def _relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got.double() - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("op", ["subm", "down", "up"])
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
+@pytest.mark.parametrize(("cin", "cout"), [(4, 32), (64, 96)])
+def test_triton_matches_fp64_reference(op: str, precision: str, cin: int, cout: int,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", precision == "tf32")
+    coords = _random_coords(6000, 14, seed=len(op) + cin)
+    ref = _run(op, "reference", torch.float64, coords, cin, cout, seed=3)
+    _poison_allocator()
+    got = _run(op, "triton", DTYPES[precision], coords, cin, cout, seed=3)
+    assert torch.equal(got[3], ref[3]), "output voxels differ from the reference"
+    for name, g, r in zip(("forward", "input grad", "weight grad"), got[:3], ref[:3], strict=True):
+        assert g.dtype == DTYPES[precision]
+        assert torch.isfinite(g).all(), f"{name}: non-finite values (unwritten rows?)"
+        error = _relative_error(g, r)
+        assert error < TOLERANCE[precision], f"{op} {precision} {name}: relative error {error:.2e}"
+    if precision == "tf32":  # TF32 must really be used: it is far less exact than fp32
+        assert _relative_error(got[0], ref[0]) > 1e-6
+
+
+@pytest.mark.parametrize(("op", "size", "stride"), [("subm", 3, 1), ("down", 2, 2), ("down", 3, 2)])
+def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int) -> None:
+    from kernels.coords import downsample_coords
+    from kernels.kmap import build_kernel_map
+    from kernels.triton import kmap as gpu_kmap
+
+    coords = _random_coords(5000, 20, seed=7)
+    if stride == 1:
+        out = coords
+        assert gpu_kmap.downsample_coords(coords, (2, 2, 2)).equal(downsample_coords(coords, (2, 2, 2)))
+    else:
+        out = gpu_kmap.downsample_coords(coords, (stride,) * 3)
+    ref = build_kernel_map(coords, out, (size,) * 3, (stride,) * 3)
+    got = gpu_kmap.build_kernel_map(coords, out, (size,) * 3, (stride,) * 3)
+    assert got.pair_counts == ref.pair_counts
+    assert torch.equal(got.out_in_map(), ref.out_in_map())
+    assert got.identity_offset == ref.identity_offset
+    back = got.transposed()
+    assert torch.equal(back.out_in_map(), ref.transposed().out_in_map())
+
+
+def test_deterministic_mode_is_bit_identical() -> None:
+    from kernels.triton import set_deterministic
+
+    coords = _random_coords(60000, 40, seed=11)  # large enough for split-K weight gradients
+    set_deterministic(True)
+    try:
+        runs = [_run("subm", "triton", torch.float16, coords, 32, 32, seed=5) for _ in range(3)]
+        runs += [_run("down", "triton", torch.float32, coords, 32, 32, seed=5) for _ in range(2)]
+    finally:
+        set_deterministic(None)
+    for first, again in ((runs[0], runs[1]), (runs[0], runs[2]), (runs[3], runs[4])):
+        for a, b in zip(first[:3], again[:3], strict=True):
+            assert torch.equal(a, b)
+
+
+def test_minkunet_trains_with_triton_by_default() -> None:
+    from weak3d.models import MinkUNet
+
+    assert kernels.backend.get_backend(torch.device("cuda")).name == "triton"
+    coords = _random_coords(8000, 30, seed=13)
+    feats = torch.randn(coords.shape[0], 4, device="cuda")
+    torch.manual_seed(0)
+    model = MinkUNet(num_classes=5, cr=0.5).cuda()
+    outputs, grads = [], []
+    for backend in ("reference", "triton"):
+        model.zero_grad()
+        with use_backend(backend):
+            logits = model(kernels.SparseTensor(feats, coords))
+        logits.square().mean().backward()
+        outputs.append(logits.detach())
+        grads.append(model.stem[0].kernel.grad.clone())
+    assert _relative_error(outputs[1], outputs[0].double()) < 1e-4
+    assert _relative_error(grads[1], grads[0].double()) < 1e-3
