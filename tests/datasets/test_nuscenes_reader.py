@@ -354,6 +354,24 @@ def test_previous_sweeps_moved_into_key_frame(tiny: Path) -> None:
     assert nusc.previous_sweeps("sample0", n=0).shape == (0, 5)
 
 
+def test_scene_table_slice_reads_like_the_whole_set(tiny: Path, tmp_path: Path) -> None:
+    from weak3d.stages.preprocess import preprocess_sample
+
+    full = NuScenes(tiny, VERSION)
+    for table, records in full.scene_tables("scene-0001").items():
+        (tmp_path / f"{table}.json").write_text(json.dumps(records))
+    part = NuScenes(tiny, VERSION, table_dir=tmp_path)
+    assert part.scene_names() == ["scene-0001"]
+    for token in full.sample_tokens("scene0"):
+        a, b = preprocess_sample(full, token), preprocess_sample(part, token)
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, b[key], err_msg=key)  # NaN uv equal NaN
+            else:
+                assert value == b[key], key
+
+
 def test_no_lidarseg_table_means_no_labels(tiny: Path) -> None:
     (tiny / VERSION / "lidarseg.json").unlink()
     s = NuScenes(tiny, VERSION).load_sample("sample1")

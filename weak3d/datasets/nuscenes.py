@@ -169,10 +169,17 @@ def load_split(
 class NuScenes:
     """Token-indexed nuScenes tables of one version, with sample, sweep and camera access."""
 
-    def __init__(self, root: str | os.PathLike, version: str) -> None:
+    def __init__(
+        self, root: str | os.PathLike, version: str, table_dir: str | os.PathLike | None = None
+    ) -> None:
+        """Tables from `table_dir` (default root/version), data files from `root`.
+
+        `table_dir` may hold a one-scene slice written by `write_scene_tables`: real trainval tables
+        take ~30-60 s and several GB to load, too much for every per-scene job.
+        """
         self.root = Path(root).resolve()
         self.version = version
-        self.table_dir = self.root / version
+        self.table_dir = Path(table_dir) if table_dir is not None else self.root / version
         if not self.table_dir.is_dir():
             found = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
             raise NuScenesFormatError(
@@ -199,6 +206,7 @@ class NuScenes:
         self._lidarseg_of_sd = {rec["sample_data_token"]: rec for rec in self.tables["lidarseg"].values()}
         self._scene_by_name = {rec["name"]: rec for rec in self.tables["scene"].values()}
         self._raw_remap = self._category_remap()
+        self._sd_of_sample: dict[str, list[dict[str, Any]]] | None = None
 
     # ---- tables -------------------------------------------------------------------------------
 
@@ -399,6 +407,48 @@ class NuScenes:
             labels=None if labels_raw is None else map_raw_labels(labels_raw),
             cameras=self.cameras(sample_token),
         )
+
+    def scene_tables(self, scene_name: str) -> dict[str, list[dict[str, Any]]]:
+        """The records one scene's keyframes, sweeps, cameras and labels need, table by table.
+
+        sample_data is every record of the scene's samples (key frames and sweeps of all sensors),
+        with the ego poses, calibrations and lidarseg records they use; sensor and category are
+        whole. A prev/next link to a record outside the slice (another scene's) is emptied, so the
+        slice passes the reference checks; nuScenes' chains start and end with their scene.
+        """
+        scene = self.scene_by_name(scene_name)
+        samples = [self.get("sample", t) for t in self.sample_tokens(scene["token"])]
+        sample_tokens = {rec["token"] for rec in samples}
+        if self._sd_of_sample is None:  # built once: slicing every scene must stay linear
+            self._sd_of_sample = {}
+            for sd in self.tables["sample_data"].values():
+                self._sd_of_sample.setdefault(sd["sample_token"], []).append(sd)
+        sample_data = [sd for rec in samples for sd in self._sd_of_sample.get(rec["token"], [])]
+        sd_tokens = {sd["token"] for sd in sample_data}
+
+        def cut(rec: dict[str, Any], keep: set[str]) -> dict[str, Any]:
+            return {**rec, **{k: rec[k] if rec[k] in keep else "" for k in ("prev", "next")}}
+
+        def pick(table: str, tokens: set[str] | list[str]) -> list[dict[str, Any]]:
+            return [self.tables[table][t] for t in sorted(set(tokens))]
+
+        tables = {
+            "scene": [scene],
+            "log": pick("log", [scene["log_token"]]),
+            "sample": [cut(rec, sample_tokens) for rec in samples],
+            "sample_data": [cut(sd, sd_tokens) for sd in sample_data],
+            "ego_pose": pick("ego_pose", [sd["ego_pose_token"] for sd in sample_data]),
+            "calibrated_sensor": pick(
+                "calibrated_sensor", [sd["calibrated_sensor_token"] for sd in sample_data]
+            ),
+            "sensor": list(self.tables["sensor"].values()),
+            "category": list(self.tables["category"].values()),
+        }
+        if self.has_lidarseg:  # no lidarseg.json in the slice either, if the dataset has none
+            tables["lidarseg"] = [
+                self._lidarseg_of_sd[t] for t in sorted(sd_tokens) if t in self._lidarseg_of_sd
+            ]
+        return tables
 
     def previous_sweeps(self, sample_token: str, n: int = 5, min_ego_distance: float = 1.0) -> np.ndarray:
         """Up to n earlier LIDAR_TOP sweeps, in the key frame's LiDAR frame, as float32 (M, 5).

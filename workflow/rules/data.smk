@@ -27,7 +27,9 @@ checkpoint scenes:
         raw=raw_input,
         code=code_files("weak3d/datasets"),
     output:
-        "results/{ds}/scenes.json",
+        scenes="results/{ds}/scenes.json",
+        # One table slice per scene: per-scene jobs must not load all of trainval's tables.
+        tables=directory("results/{ds}/tables"),
     log:
         "logs/{ds}/scenes.log",
     params:
@@ -44,6 +46,7 @@ checkpoint scenes:
 rule preprocess:
     input:
         scenes="results/{ds}/scenes.json",
+        tables="results/{ds}/tables",
         raw=raw_input,
         code=code_files("weak3d/datasets", "weak3d/stages/preprocess.py", "weak3d/io.py"),
     output:

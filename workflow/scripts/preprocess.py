@@ -13,7 +13,9 @@ from weak3d.stages.preprocess import preprocess_sample
 
 log = start_job(snakemake)
 cfg = settings(snakemake)
-nusc = NuScenes(snakemake.params.root, snakemake.params.version)
+# The scene's slice of the tables (written by the scenes checkpoint), not the whole table set.
+scene_tables = Path(snakemake.input.tables) / snakemake.wildcards.scene
+nusc = NuScenes(snakemake.params.root, snakemake.params.version, table_dir=scene_tables)
 tokens = read_json(snakemake.input.scenes)["samples"][snakemake.wildcards.scene]
 groups = {
     token: preprocess_sample(nusc, token, n_sweeps=cfg.get("n_sweeps", 5))
