@@ -1,6 +1,7 @@
 import numpy as np
 from sklearn.cluster import HDBSCAN
 
+from weak3d.stages.hdbscan_mst import single_linkage_tree
 from weak3d.stages.hdbscan_select import select_clusters
 from weak3d.stages.presegment import cluster_nonground
 
@@ -35,3 +36,15 @@ def test_epsilon_merges_close_micro_clusters_only():
     assert len(np.unique(plain[:80])) == 2
     assert len(np.unique(merged[:80])) == 1 and merged[0] >= 0
     assert merged[80] >= 0 and merged[80] != merged[0]
+
+
+def test_numba_prim_gives_sklearns_single_linkage_tree():
+    rng = np.random.default_rng(2)
+    blobs = np.concatenate([rng.normal(c, 0.4, (300, 3)) for c in rng.uniform(-5, 5, (4, 3))])
+    # Coordinates on a 0.1 grid: many equal distances, so Prim's tie rules are exercised.
+    ties = rng.integers(-20, 20, (1500, 3)) * 0.1
+    for x, mcs in ((blobs, 5), (ties, 5), (ties[:40], 3)):
+        ref, _ = _tree(x, mcs)
+        ours = single_linkage_tree(x, mcs)
+        assert ours.dtype == ref.dtype
+        assert all(np.array_equal(ours[f], ref[f]) for f in ref.dtype.names)

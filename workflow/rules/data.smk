@@ -68,6 +68,7 @@ rule presegment:
         scene="results/{ds}/preprocessed/{scene}.h5",
         code=code_files(
             "weak3d/stages/presegment.py",
+            "weak3d/stages/hdbscan_mst.py",
             "weak3d/stages/hdbscan_select.py",
             "weak3d/config.py",
             "weak3d/io.py",
