@@ -23,6 +23,9 @@ import open3d as o3d
 
 from weak3d.stages.hdbscan_mst import single_linkage_tree
 from weak3d.stages.hdbscan_select import select_clusters
+from weak3d.stages.ransac_numba import ransac_plane
+
+OPEN3D_PROBABILITY = 0.99999999  # segment_plane's default early-stop probability
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class PresegmentConfig:
     min_cluster_size: int = 5
     cluster_selection_epsilon: float = 0.5
     seed: int = 0
+    # "open3d": PointCloud.segment_plane, the release's RANSAC. "numba": weak3d.stages.ransac_numba,
+    # the same procedure with other random draws, faster; its fits differ from open3d's about as
+    # much as open3d's differ between seeds (bench/stage_throughput.py).
+    ransac: str = "open3d"
 
 
 def n_angular(cfg: PresegmentConfig = PresegmentConfig()) -> int:
@@ -108,7 +115,12 @@ def _open3d_one_thread() -> Iterator[None]:
 
 
 def _fit_plane(points: np.ndarray, seed: int, cfg: PresegmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded open3d RANSAC; returns the unit-normal plane (a, b, c, d) and inlier indices."""
+    """Seeded RANSAC; returns the unit-normal plane (a, b, c, d) and inlier indices."""
+    if cfg.ransac == "numba":
+        p = np.ascontiguousarray(points, dtype=np.float64)
+        return ransac_plane(p, seed, cfg.distance_th, cfg.ransac_n, cfg.ransac_iterations, OPEN3D_PROBABILITY)
+    if cfg.ransac != "open3d":
+        raise ValueError(f"presegment ransac must be 'open3d' or 'numba', got {cfg.ransac!r}")
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     o3d.utility.random.seed(seed)
     model, inliers = pcd.segment_plane(

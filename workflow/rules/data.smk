@@ -70,6 +70,7 @@ rule presegment:
             "weak3d/stages/presegment.py",
             "weak3d/stages/hdbscan_mst.py",
             "weak3d/stages/hdbscan_select.py",
+            "weak3d/stages/ransac_numba.py",
             "weak3d/config.py",
             "weak3d/io.py",
         ),
