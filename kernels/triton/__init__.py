@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 
 from kernels.triton.settings import deterministic, set_deterministic
 
@@ -26,7 +27,9 @@ def register() -> bool:
         return False
     try:
         from kernels.triton.backend import TritonBackend
-    except Exception:  # a broken Triton install must not break `import kernels`
+    except Exception as error:  # a broken Triton install must not break `import kernels`
+        warnings.warn(f"kernels: Triton backend not registered ({error!r}); CUDA uses the reference",
+                      stacklevel=2)
         return False
     from kernels.backend import register_backend
 

@@ -10,8 +10,12 @@ import triton
 from kernels.triton import conv_kernels as ck
 from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
+from kernels.triton.launch import Launcher
 
-_SM_TARGET = 264  # programs wanted for the weight gradient (two per H100/H200 multiprocessor)
+_PAIRS_PER_PROGRAM = 512  # weight gradient: pairs one program sums (load balance across offsets)
+_SPLIT_BUFFER_BYTES = 32 << 20  # deterministic mode: room for the splits' partial sums
+_IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
+_WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 
 
 def _pow2(n: int, low: int, high: int) -> int:
@@ -37,7 +41,8 @@ def implicit_gemm(
     block_k = _pow2(c_in, 16, 64 if wide else 32)
     block_m = 64
     grid = (triton.cdiv(n_rows, block_m), triton.cdiv(c_out, block_n))
-    ck.implicit_gemm_kernel[grid](
+    _IMPLICIT_GEMM(
+        grid,
         x, weight, y, side.table, side.perm if side.perm is not None else side.table,
         n_rows, c_in, c_out, s_wk, s_wi, s_wo,
         K=volume, FLIP=side.flip, HAS_PERM=side.perm is not None, PRECISION=settings.dot_precision(x.dtype),
@@ -58,15 +63,20 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: i
     tiles_out = triton.cdiv(c_out, block_o)
     tiles = volume * triton.cdiv(c_in, block_i) * tiles_out
     n_rows = table.shape[0]
-    splits = max(1, min(triton.cdiv(_SM_TARGET, tiles), n_rows // (4 * block_p)))
+    # Split each offset's pair list so that no program sums more than ~512 pairs: the centre offset
+    # of a submanifold map has every row, the others far fewer (one long program would dominate).
+    splits = max(1, triton.cdiv(n_rows, _PAIRS_PER_PROGRAM))
     deterministic = settings.deterministic()
+    if deterministic:  # partial sums kept apart: bound their memory
+        splits = max(1, min(splits, _SPLIT_BUFFER_BYTES // (4 * volume * c_in * c_out)))
     atomic = not deterministic and splits > 1
     if atomic:
         out = torch.zeros(volume, c_in, c_out, dtype=torch.float32, device=x.device)
     else:
         out = torch.empty(splits, volume, c_in, c_out, dtype=torch.float32, device=x.device)
     if n_rows:
-        ck.weight_grad_kernel[(volume, splits, tiles)](
+        _WEIGHT_GRAD(
+            (volume, splits, tiles),
             x, dy, table, rows, counts, out,
             n_rows, c_in, c_out, splits, tiles_out,
             K=volume, ROWS_ARE_OUT=rows_are_out, ATOMIC=atomic, PRECISION=settings.dot_precision(x.dtype),

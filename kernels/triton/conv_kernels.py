@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo,
@@ -60,7 +60,7 @@ def implicit_gemm_kernel(
     tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "n_splits"])
 def weight_grad_kernel(
     x_ptr, dy_ptr, table_ptr, lists_ptr, counts_ptr, out_ptr,
     n_rows, c_in, c_out, n_splits, tiles_out,

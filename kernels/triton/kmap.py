@@ -25,10 +25,15 @@ from kernels.coords import kernel_offsets
 from kernels.kmap import KernelMap
 from kernels.tensor import Stride
 from kernels.triton import kmap_kernels as kk
+from kernels.triton.launch import Launcher
 
 _BLOCK = 256
 _REACH = 64  # margin kept free around the coordinates for offsets and strides
 _MAX_MASK_VOLUME = 31  # neighbour bitmasks are int32
+_PACK = Launcher(kk.pack_keys_kernel)
+_UNPACK = Launcher(kk.unpack_keys_kernel)
+_QUERY = Launcher(kk.query_kernel)
+_TRANSPOSE = Launcher(kk.transpose_table_kernel)
 
 
 def _grid(n: int) -> tuple[int]:
@@ -56,14 +61,14 @@ def pack_keys(coords: torch.Tensor, stride: Stride = (1, 1, 1)) -> torch.Tensor:
     coords = coords.contiguous()
     keys = torch.empty(coords.shape[0], dtype=torch.int64, device=coords.device)
     if coords.shape[0]:
-        kk.pack_keys_kernel[_grid(coords.shape[0])](coords, keys, coords.shape[0], *stride, BLOCK=_BLOCK)
+        _PACK(_grid(coords.shape[0]), coords, keys, coords.shape[0], *stride, BLOCK=_BLOCK)
     return keys
 
 
 def unpack_keys(keys: torch.Tensor) -> torch.Tensor:
     coords = torch.empty(keys.shape[0], 4, dtype=torch.int32, device=keys.device)
     if keys.shape[0]:
-        kk.unpack_keys_kernel[_grid(keys.shape[0])](keys, coords, keys.shape[0], BLOCK=_BLOCK)
+        _UNPACK(_grid(keys.shape[0]), keys, coords, keys.shape[0], BLOCK=_BLOCK)
     return coords
 
 
@@ -132,7 +137,8 @@ class _MapState:
                 write_mask = self.volume <= _MAX_MASK_VOLUME
                 mask_t = torch.zeros(self.n_in if write_mask else 1, dtype=torch.int32, device=device)
                 if self.n_out and self.n_in:
-                    kk.transpose_table_kernel[_grid(self.n_out)](
+                    _TRANSPOSE(
+                        _grid(self.n_out),
                         table, table_t, mask_t, self.n_out, K=self.volume, WRITE_MASK=write_mask,
                         BLOCK=_BLOCK,
                     )
@@ -256,7 +262,8 @@ def build_kernel_map(
     elif n_out:
         keys, order = sorted_keys(in_coords)
         _check_range(out_coords)
-        kk.query_kernel[_grid(n_out)](
+        _QUERY(
+            _grid(n_out),
             out_coords.contiguous(), offsets, keys, order if order is not None else keys, table, mask,
             n_out, n_in, max(math.ceil(math.log2(n_in + 1)), 1), *conv_stride,
             K=volume, HAS_ORDER=order is not None, WRITE_MASK=write_mask, BLOCK=_BLOCK,

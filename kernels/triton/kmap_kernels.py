@@ -21,7 +21,7 @@ def _key(b, x, y, z):
     return (b << 54) | ((x + bias) << 36) | ((y + bias) << 18) | (z + bias)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n"])
 def pack_keys_kernel(coords_ptr, keys_ptr, n, sx, sy, sz, BLOCK: tl.constexpr):
     """keys[i] = key(b, floor(x / sx), floor(y / sy), floor(z / sz)) of int32 coords [n, 4]."""
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -40,7 +40,7 @@ def pack_keys_kernel(coords_ptr, keys_ptr, n, sx, sy, sz, BLOCK: tl.constexpr):
     tl.store(keys_ptr + rows, _key(b, x, y, z), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n"])
 def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = rows < n
@@ -54,7 +54,7 @@ def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
     tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_out", "n_in", "n_steps"])
 def query_kernel(
     out_coords_ptr, offsets_ptr, keys_ptr, order_ptr, table_ptr, mask_ptr,
     n_out, n_in, n_steps, sx, sy, sz,
@@ -100,7 +100,7 @@ def query_kernel(
         tl.store(mask_ptr + rows, bits, mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def transpose_table_kernel(
     table_ptr, table_t_ptr, mask_t_ptr, n_rows,
     K: tl.constexpr, WRITE_MASK: tl.constexpr, BLOCK: tl.constexpr,

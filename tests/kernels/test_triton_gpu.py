@@ -22,7 +22,9 @@ pytestmark = [
 ]
 
 # Relative error ||got - ref|| / ||ref|| allowed per dtype (against fp64 on the same inputs).
-TOLERANCE = {"fp32": 1e-5, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
+# TF32 keeps 10 mantissa bits of each operand (inputs truncated by the tensor cores): up to ~3e-3
+# on a 1-term (transposed) convolution, measured 1.5e-3 on an H200.
+TOLERANCE = {"fp32": 1e-5, "tf32": 3e-3, "fp16": 1e-2, "bf16": 1e-2}
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -130,20 +132,25 @@ def test_deterministic_mode_is_bit_identical() -> None:
 
 
 def test_minkunet_trains_with_triton_by_default() -> None:
+    """MinkUNet (BatchNorm in training mode) in fp32: Triton as close to fp64 as the fp32 reference."""
     from weak3d.models import MinkUNet
 
     assert kernels.backend.get_backend(torch.device("cuda")).name == "triton"
     coords = _random_coords(8000, 30, seed=13)
-    feats = torch.randn(coords.shape[0], 4, device="cuda")
+    feats = torch.randn(coords.shape[0], 4, device="cuda", dtype=torch.float64)
     torch.manual_seed(0)
     model = MinkUNet(num_classes=5, cr=0.5).cuda()
-    outputs, grads = [], []
-    for backend in ("reference", "triton"):
-        model.zero_grad()
+    results = {}
+    runs = (("fp64", "reference", torch.float64), ("reference", "reference", torch.float32),
+            ("triton", "triton", torch.float32))
+    for name, backend, dtype in runs:
+        model.to(dtype).zero_grad()
         with use_backend(backend):
-            logits = model(kernels.SparseTensor(feats, coords))
+            logits = model(kernels.SparseTensor(feats.to(dtype), coords))
         logits.square().mean().backward()
-        outputs.append(logits.detach())
-        grads.append(model.stem[0].kernel.grad.clone())
-    assert _relative_error(outputs[1], outputs[0].double()) < 1e-4
-    assert _relative_error(grads[1], grads[0].double()) < 1e-3
+        results[name] = (logits.detach().double(), model.stem[0].kernel.grad.double())
+    for i, what in enumerate(("logits", "stem weight grad")):
+        exact = results["fp64"][i]
+        ours = _relative_error(results["triton"][i], exact)
+        reference = _relative_error(results["reference"][i], exact)
+        assert ours < 3 * reference + 1e-6, f"{what}: triton {ours:.2e} vs fp32 reference {reference:.2e}"

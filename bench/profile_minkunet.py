@@ -1,0 +1,88 @@
+"""Where the time of a MinkUNet inference / training step goes with the Triton backend (GPU).
+
+    python bench/profile_minkunet.py --scan .benchdata/<sweep>.pcd.bin [--voxel 0.05] [--points dense64]
+
+Prints host time (enqueue only) against wall time, and torch.profiler's top operators by CPU and
+by device time, for the inputs of bench/spconv_compare.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from spconv_compare import fresh, load_points, synthesise_dense, voxelise  # noqa: E402
+
+import kernels  # noqa: E402
+from weak3d.models import MinkUNet  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scan", required=True)
+    parser.add_argument("--voxel", type=float, default=0.05)
+    parser.add_argument("--points", choices=("nuscenes", "dense64"), default="nuscenes")
+    parser.add_argument("--rows", type=int, default=30)
+    args = parser.parse_args()
+    points = load_points(args.scan)
+    if args.points == "dense64":
+        points = synthesise_dense(points)
+    scans = [voxelise(points, args.voxel, 2 * math.pi * i / 8 + 0.1) for i in range(8)]
+    model = MinkUNet(num_classes=17, cr=1.0).cuda()
+
+    def infer(i: int) -> None:
+        coords, feats = scans[i % 8]
+        with torch.no_grad():
+            model(kernels.SparseTensor(feats.half(), fresh(coords)))
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+    def train(i: int) -> None:
+        coords, feats = scans[i % 8]
+        with torch.autocast("cuda", dtype=torch.float16):
+            logits = model(kernels.SparseTensor(feats, fresh(coords)))
+            loss = nn.functional.cross_entropy(logits.float(), torch.zeros(len(logits), dtype=torch.long,
+                                                                          device="cuda"))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for name, fn, setup in (("inference", infer, lambda: model.eval().half()),
+                            ("train", train, lambda: model.float().train())):
+        setup()
+        for i in range(10):
+            fn(i)
+        torch.cuda.synchronize()
+        host, wall = [], []
+        for i in range(16):
+            t0 = time.perf_counter()
+            fn(i)
+            t1 = time.perf_counter()
+            torch.cuda.synchronize()
+            host.append(t1 - t0)
+            wall.append(time.perf_counter() - t0)
+        host.sort()
+        wall.sort()
+        print(f"== {name} {args.points}@{args.voxel}: host enqueue {1e3 * host[8]:.2f} ms, "
+              f"wall {1e3 * wall[8]:.2f} ms", flush=True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for i in range(4):
+                fn(i)
+            torch.cuda.synchronize()
+        table = prof.key_averages()
+        print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows), flush=True)
+        print(table.table(sort_by="self_cuda_time_total", row_limit=args.rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
