@@ -12,7 +12,7 @@ from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
 from kernels.triton.launch import Launcher
 
-_PAIRS_PER_PROGRAM = 512  # weight gradient: pairs one program sums (load balance across offsets)
+_SM_TARGET = 264  # weight gradient: programs wanted (two per H100/H200 multiprocessor)
 _SPLIT_BUFFER_BYTES = 32 << 20  # deterministic mode: room for the splits' partial sums
 _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
@@ -63,9 +63,10 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: i
     tiles_out = triton.cdiv(c_out, block_o)
     tiles = volume * triton.cdiv(c_in, block_i) * tiles_out
     n_rows = table.shape[0]
-    # Split each offset's pair list so that no program sums more than ~512 pairs: the centre offset
-    # of a submanifold map has every row, the others far fewer (one long program would dominate).
-    splits = max(1, triton.cdiv(n_rows, _PAIRS_PER_PROGRAM))
+    # Split the pair lists until there are ~2 programs per multiprocessor. (Splitting further, to
+    # <= 512 pairs per program, measured 2x slower at C >= 128 on an H200: the splits' atomics on
+    # one tile serialise. See kernels/README.md.)
+    splits = max(1, min(triton.cdiv(_SM_TARGET, tiles), n_rows // (4 * block_p)))
     deterministic = settings.deterministic()
     if deterministic:  # partial sums kept apart: bound their memory
         splits = max(1, min(splits, _SPLIT_BUFFER_BYTES // (4 * volume * c_in * c_out)))
