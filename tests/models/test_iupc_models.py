@@ -128,3 +128,21 @@ def test_spvcnn_on_voxels_matches_the_point_interface() -> None:
         logits, feats = model(voxels, return_features=True)
         direct = super(type(model), model).forward(kernels.PointTensor(voxels.feats, voxels.coords.float()))
     assert torch.equal(logits, direct) and feats["voxel_features"].shape == (voxels.coords.shape[0], 24)
+
+
+def test_image_stem_stays_finite_under_float16_autocast() -> None:
+    """conv1 sees raw 0-255 pixels; once SGD has grown its weights (seen on an H200 within the
+    first steps of weak-label pretraining) its output passes float16's 65504 and every loss became
+    NaN. The stem must run in float32 under autocast."""
+    torch.manual_seed(0)
+    net = SwiftNetRes18(num_classes=4, proj_channels=8).train()  # batch statistics, as in training
+    with torch.no_grad():
+        net.encoder.conv1.weight.mul_(500.0)  # a grown stem: |conv1 out| ~ 1e5 on 0-255 input
+    images = torch.rand(2, 3, 32, 48) * 255.0
+    with torch.no_grad():
+        stem = net.encoder.conv1(images)
+    assert float(stem.abs().max()) > 65504.0  # the premise: float16 would overflow here
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        out = net(images)
+    for name, value in out.items():
+        assert torch.isfinite(value.float()).all(), name

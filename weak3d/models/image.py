@@ -91,7 +91,12 @@ class ResNet18Encoder(nn.Module):
         self.layer4 = _layer(256, 512, 2)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(images))))
+        # The stem sees raw 0-255 pixels, and SGD grows conv1's weights fast (its gradient scales
+        # with the pixels): under float16 autocast its output passed 65504 within the first steps
+        # and every loss became NaN. So conv1 + bn1 run in float32; BN brings the range back.
+        with torch.autocast(images.device.type, enabled=False):
+            x = F.relu(self.bn1(self.conv1(images.float())))
+        x = self.maxpool(x)
         outputs = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = _run_layer(layer, x)
