@@ -83,7 +83,9 @@ def run(precision: str, frames: list, args: argparse.Namespace, device: torch.de
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_iters, args.steps * 10)
         picks = rng.choice(len(frames), size=min(args.batch, len(frames)), replace=False)
-        batch = make_camera_batch([frames[i] for i in picks], cfg.voxel_size, (360, 640), rng=rng, augment=True)
+        batch = make_camera_batch(
+            [frames[i] for i in picks], cfg.voxel_size, (360, 640), rng=rng, augment=True
+        )
         batch = batch.to(device)
         watch.reset()
         model.train()
@@ -97,9 +99,7 @@ def run(precision: str, frames: list, args: argparse.Namespace, device: torch.de
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf))
         scaler.step(optimizer)
         scaler.update()
-        bn_finite = all(
-            bool(torch.isfinite(b).all()) for n, b in model.named_buffers() if "running" in n
-        )
+        bn_finite = all(bool(torch.isfinite(b).all()) for n, b in model.named_buffers() if "running" in n)
         record = {
             "step": step,
             "loss": float(loss),
@@ -123,7 +123,9 @@ def run(precision: str, frames: list, args: argparse.Namespace, device: torch.de
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", default="results/nusc")
     parser.add_argument("--raw", default="resources/nusc/raw")
     parser.add_argument("--steps", type=int, default=20)
