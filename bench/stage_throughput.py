@@ -45,6 +45,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -70,6 +71,7 @@ from weak3d.stages.superpixels import (  # noqa: E402
     SuperpixelConfig,
     resize_like_pil,
     seeds_input,
+    seeds_labels,
     seeds_superpixels,
 )
 from weak3d.stages.weak_labels import label_statistics, weak_labels  # noqa: E402
@@ -337,29 +339,14 @@ def bench_superpixels(repeats: int) -> dict[str, Any]:
     size = SuperpixelConfig().size
     small = [resize_like_pil(im, size) for im in images]
     hsv = [seeds_input(s.copy()) for s in small]
-    h, w = hsv[0].shape[:2]
     cfg = SuperpixelConfig()
     seeds_superpixels(images[0], cfg)  # numba: load (or compile) the cached machine code first
 
     def opencv_seeds(x: np.ndarray) -> np.ndarray:
-        s = cv2.ximgproc.createSuperpixelSEEDS(
-            w, h, 3, cfg.num_superpixels, cfg.num_levels, cfg.prior, cfg.histogram_bins, cfg.double_step
-        )
-        s.iterate(x, cfg.iterations)
-        return s.getLabels()
-
-    from weak3d.stages.seeds_numba import seeds_numba
+        return seeds_labels(x, replace(cfg, backend="opencv"))
 
     def numba_seeds(x: np.ndarray) -> np.ndarray:
-        return seeds_numba(
-            x,
-            cfg.num_superpixels,
-            cfg.num_levels,
-            cfg.prior,
-            cfg.histogram_bins,
-            cfg.double_step,
-            cfg.iterations,
-        )
+        return seeds_labels(x, replace(cfg, backend="numba"))
 
     parts = {
         "decode": timed(lambda: [decode(p) for p in paths], repeats),

@@ -62,8 +62,11 @@ def seeds_superpixels(image_rgb: np.ndarray, cfg: SuperpixelConfig = SuperpixelC
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
     if cfg.size is not None:
         image_rgb = resize_like_pil(image_rgb, cfg.size)
-    hsv = seeds_input(np.ascontiguousarray(image_rgb))
-    h, w = hsv.shape[:2]
+    return seeds_labels(seeds_input(np.ascontiguousarray(image_rgb)), cfg)
+
+
+def seeds_labels(hsv: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
+    """int32 SEEDS label map of a prepared HSV image (`seeds_input`), by `cfg.backend`."""
     if cfg.backend == "numba":
         return seeds_numba(
             hsv,
@@ -76,6 +79,7 @@ def seeds_superpixels(image_rgb: np.ndarray, cfg: SuperpixelConfig = SuperpixelC
         )
     if cfg.backend != "opencv":
         raise ValueError(f"superpixels backend must be 'numba' or 'opencv', got {cfg.backend!r}")
+    h, w = hsv.shape[:2]
     seeds = cv2.ximgproc.createSuperpixelSEEDS(
         w, h, 3, cfg.num_superpixels, cfg.num_levels, cfg.prior, cfg.histogram_bins, cfg.double_step
     )
