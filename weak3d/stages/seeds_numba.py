@@ -180,49 +180,49 @@ def _sparse_histograms(bins, width, height, nr_w, nr_h, parent_init, off, n_hist
     return ptr, hbin, hcnt, tsub, htop, ttop
 
 
+# The split tests are False when moving the centre a22 away would disconnect its superpixel.
+# Bitwise & and | instead of `and` / `or`: the outcomes are data dependent, and branches on them
+# are mispredicted about as often as not.
+
+
 @njit(cache=True)
 def _split_hf(a11, a12, a21, a22, a31, a32):
-    # False when moving a22 away would disconnect its superpixel (horizontal, forward).
-    if a22 != a21 and a22 == a12 and a22 == a32:
-        return False
-    if a22 != a11 and a22 == a12 and a22 == a21:
-        return False
-    if a22 != a31 and a22 == a32 and a22 == a21:
-        return False
-    return True
+    # Horizontal pass, left pixel of the pair.
+    return not (
+        ((a22 != a21) & (a22 == a12) & (a22 == a32))
+        | ((a22 != a11) & (a22 == a12) & (a22 == a21))
+        | ((a22 != a31) & (a22 == a32) & (a22 == a21))
+    )
 
 
 @njit(cache=True)
 def _split_hb(a12, a13, a22, a23, a32, a33):
-    if a22 != a23 and a22 == a12 and a22 == a32:
-        return False
-    if a22 != a13 and a22 == a12 and a22 == a23:
-        return False
-    if a22 != a33 and a22 == a32 and a22 == a23:
-        return False
-    return True
+    # Horizontal pass, right pixel of the pair.
+    return not (
+        ((a22 != a23) & (a22 == a12) & (a22 == a32))
+        | ((a22 != a13) & (a22 == a12) & (a22 == a23))
+        | ((a22 != a33) & (a22 == a32) & (a22 == a23))
+    )
 
 
 @njit(cache=True)
 def _split_vf(a11, a12, a13, a21, a22, a23):
-    if a22 != a12 and a22 == a21 and a22 == a23:
-        return False
-    if a22 != a11 and a22 == a21 and a22 == a12:
-        return False
-    if a22 != a13 and a22 == a23 and a22 == a12:
-        return False
-    return True
+    # Vertical pass, upper pixel of the pair (the block updates; pixels use the transposed map).
+    return not (
+        ((a22 != a12) & (a22 == a21) & (a22 == a23))
+        | ((a22 != a11) & (a22 == a21) & (a22 == a12))
+        | ((a22 != a13) & (a22 == a23) & (a22 == a12))
+    )
 
 
 @njit(cache=True)
 def _split_vb(a21, a22, a23, a31, a32, a33):
-    if a22 != a32 and a22 == a21 and a22 == a23:
-        return False
-    if a22 != a31 and a22 == a21 and a22 == a32:
-        return False
-    if a22 != a33 and a22 == a23 and a22 == a32:
-        return False
-    return True
+    # Vertical pass, lower pixel of the pair.
+    return not (
+        ((a22 != a32) & (a22 == a21) & (a22 == a23))
+        | ((a22 != a31) & (a22 == a21) & (a22 == a32))
+        | ((a22 != a33) & (a22 == a23) & (a22 == a32))
+    )
 
 
 @njit(cache=True, error_model="numpy")  # 0/0 gives NaN (no move), as in C
@@ -358,174 +358,168 @@ def _go_down(old, off, parent, nr_part):
 
 
 @njit(cache=True)
-def _three_by_four(labels, width, x, y, label):
-    # Pixels of `label` among the 10 around (x, y), (x+1, y) in a 3-row by 4-column window.
-    r0 = (y - 1) * width + x - 1
-    r1 = y * width + x - 1
-    r2 = (y + 1) * width + x - 1
-    c = 0
-    for d in range(4):
-        c += labels[r0 + d] == label
-        c += labels[r2 + d] == label
-    c += labels[r1] == label
-    c += labels[r1 + 3] == label
-    return c
+def _prior_table(prior):
+    """OpenCV's prior factor p for window counts (c1, c2) in 0..10, computed in float32 as it does.
+
+    Only 11 x 11 count pairs exist, so a lookup replaces a division and up to four squarings per
+    candidate move, with the very same float32 values.
+    """
+    tab = np.ones((11, 11), np.float32)
+    for c1 in range(11):
+        for c2 in range(11):
+            p = np.float32(1.0)
+            if c2 != 0:
+                p = np.float32(c1) / np.float32(c2)
+            # OpenCV's fall-through switch: prior k squares p (k - 1) times.
+            for _ in range(prior - 1):
+                p = p * p
+            tab[c1, c2] = p
+    return tab
 
 
 @njit(cache=True)
-def _four_by_three(labels, width, x, y, label):
-    # OpenCV's 4-row window: 3 on the first and last rows, the two outer columns in between.
-    r0 = (y - 1) * width + x - 1
-    r1 = y * width + x - 1
-    r2 = (y + 1) * width + x - 1
-    r3 = (y + 2) * width + x - 1
-    c = 0
-    for d in range(3):
-        c += labels[r0 + d] == label
-        c += labels[r3 + d] == label
-    c += labels[r1] == label
-    c += labels[r1 + 3] == label
-    c += labels[r2] == label
-    c += labels[r2 + 3] == label
-    return c
-
-
-@njit(cache=True, error_model="numpy")
-def _probability(htop, ttop, bins, idx, label1, label2, prior1, prior2, prior):
-    """True when the pixel is more likely in label2 than in label1 (float32 as in OpenCV)."""
-    color = bins[idx]
-    p_1 = htop[color, label1] * ttop[label2]
-    p_2 = htop[color, label2] * ttop[label1]
-    if prior > 0:
-        p = np.float32(1.0)
-        if prior2 != 0:
-            p = np.float32(prior1) / np.float32(prior2)
-        # OpenCV's fall-through switch: prior k squares p (k - 1) times for k >= 2, then scales.
-        for _ in range(prior - 1):
-            p = p * p
-        if prior >= 2:
-            p_1 = p_1 * ttop[label2]
-            p_2 = p_2 * ttop[label1]
-        p_1 = p_1 * p
-    return p_2 > p_1
-
-
-@njit(cache=True)
-def _update(htop, ttop, labels, bins, new, idx, old):
-    c = bins[idx]
-    htop[c, old] -= np.float32(1.0)
+def _move_pixel(htop, ttop, lab, lab_t, color, i, j, old, new):
+    # Pixel i of `lab` (j of its transposed copy `lab_t`) goes from superpixel old to new.
+    htop[color, old] -= np.float32(1.0)
     ttop[old] -= np.float32(1.0)
-    htop[c, new] += np.float32(1.0)
+    htop[color, new] += np.float32(1.0)
     ttop[new] += np.float32(1.0)
-    labels[idx] = new
+    lab[i] = new
+    lab_t[j] = new
 
 
 @njit(cache=True)
-def _update_pixels(labels, bins, htop, ttop, width, height, prior, forward):
+def _count10(label, a, b, c, d, e, f, g, h, i, j):
+    # How many of the 10 window labels are `label` (no branches).
+    return (
+        (a == label) + (b == label) + (c == label) + (d == label) + (e == label)
+        + (f == label) + (g == label) + (h == label) + (i == label) + (j == label)
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _sweep(lab, lab_t, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, cand):
+    """One OpenCV pixel pass along the rows of `lab` (n_row rows of n_col); moves are mirrored
+    into `lab_t`, its transpose. `cand` is scratch of n_col ints.
+
+    OpenCV's vertical pass (x outer, y inner, 4x3 windows) is exactly this pass run on the
+    transposed label and bin maps (`vertical`): its windows, split tests and move order map one
+    to one, and it then reads memory along rows instead of down columns.
+
+    About 60 % of the pairs examined move a pixel, each way about as often, so the decision and
+    the move are computed without branches: both candidate moves read the same state, the
+    outcome selects one, and a move that does not happen adds 0.0 to the (integer) counts.
+    """
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for y in range(1, n_row - 1):
+        r0 = (y - 1) * n_col
+        r1 = y * n_col
+        r2 = (y + 1) * n_col
+        # The pass changes a pixel of this row only when it reaches the pair at or just before
+        # it, so the pairs that differ now are exactly those it will find differing: list them
+        # without branches, then visit only those.
+        n = 0
+        for x in range(1, n_col - 2):
+            cand[n] = x
+            n += lab[r1 + x] != lab[r1 + x + 1]
+        nxt = 0
+        for k in range(n):
+            x = cand[k]
+            if x < nxt:  # the pixel was just moved by the previous pair: OpenCV skips it
+                continue
+            la = lab[r1 + x]
+            lb = lab[r1 + x + 1]
+            a11 = lab[r0 + x - 1]
+            a12 = lab[r0 + x]
+            a13 = lab[r0 + x + 1]
+            a14 = lab[r0 + x + 2]
+            a21 = lab[r1 + x - 1]
+            a24 = lab[r1 + x + 2]
+            a31 = lab[r2 + x - 1]
+            a32 = lab[r2 + x]
+            a33 = lab[r2 + x + 1]
+            a34 = lab[r2 + x + 2]
+            ia = r1 + x
+            ca = bins[ia]
+            cb = bins[ia + 1]
+            ta = ttop[la]
+            tb = ttop[lb]
+            # Move A: pixel x from la to lb; move B: pixel x + 1 from lb to la. p*1 is OpenCV's
+            # P(stay), p*2 its P(move), float32 products in its order.
+            pa1 = htop[ca, la] * tb
+            pa2 = htop[ca, lb] * ta
+            pb1 = htop[cb, lb] * ta
+            pb2 = htop[cb, la] * tb
+            if prior > 0:
+                # OpenCV's window of 10 around the pair: 3x4 (rows above and below, the ends of
+                # the pair's row), or, vertically, its 4x3 whose middle rows read column x + 2,
+                # not x + 1 (two cells of the original layout; at the last column they wrap to
+                # the next image row, as OpenCV's flat indexing does).
+                if vertical:
+                    c1 = lab_t[x * n_row + y + 2]
+                    c2 = lab_t[(x + 1) * n_row + y + 2]
+                else:
+                    c1 = a32
+                    c2 = a33
+                na = _count10(la, a11, a12, a13, a14, a21, a24, a31, c1, c2, a34)
+                nb = _count10(lb, a11, a12, a13, a14, a21, a24, a31, c1, c2, a34)
+                if prior >= 2:
+                    pa1 = pa1 * tb
+                    pa2 = pa2 * ta
+                    pb1 = pb1 * ta
+                    pb2 = pb2 * tb
+                pa1 = pa1 * ptab[na, nb]
+                pb1 = pb1 * ptab[nb, na]
+            sa = _split_hf(a11, a12, a21, la, a31, a32)
+            sb = _split_hb(a13, a14, lb, a24, a33, a34)
+            win_a = pa2 > pa1
+            win_b = pb2 > pb1
+            # OpenCV tries the second pixel only where the first passed its split test and lost.
+            if forward:
+                mv_a = sa & win_a
+                mv_b = sa & (not win_a) & sb & win_b
+            else:
+                mv_b = sb & win_b
+                mv_a = sb & (not win_b) & sa & win_a
+            moved = mv_a | mv_b
+            i = ia + 1 if mv_b else ia
+            j = (x + 1) * n_row + y if mv_b else x * n_row + y
+            old = lb if mv_b else la
+            new = la if mv_b else lb
+            c = cb if mv_b else ca
+            m = one if moved else zero
+            htop[c, old] -= m
+            ttop[old] -= m
+            htop[c, new] += m
+            ttop[new] += m
+            v = new if moved else old
+            lab[i] = v
+            lab_t[j] = v
+            nxt = x + 1 + mv_b
+
+
+@njit(cache=True)
+def _copy_border(lab, lab_t, bins, htop, ttop, width, height):
+    # Border pixels take the label of their inner neighbour (rows first, then columns, as OpenCV).
     w = width
-    pa = 0
-    pb = 0
-    for y in range(1, height - 1):
-        x = 1
-        while x < w - 2:
-            la = labels[y * w + x]
-            lb = labels[y * w + x + 1]
-            if la != lb:
-                a22 = la
-                a23 = lb
-                a11 = labels[(y - 1) * w + x - 1]
-                a12 = labels[(y - 1) * w + x]
-                a21 = labels[y * w + x - 1]
-                a31 = labels[(y + 1) * w + x - 1]
-                a32 = labels[(y + 1) * w + x]
-                a13 = labels[(y - 1) * w + x + 1]
-                a14 = labels[(y - 1) * w + x + 2]
-                a24 = labels[y * w + x + 2]
-                a33 = labels[(y + 1) * w + x + 1]
-                a34 = labels[(y + 1) * w + x + 2]
-                if forward:
-                    if _split_hf(a11, a12, a21, a22, a31, a32):
-                        if prior:
-                            pa = _three_by_four(labels, w, x, y, la)
-                            pb = _three_by_four(labels, w, x, y, lb)
-                        if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
-                            _update(htop, ttop, labels, bins, lb, y * w + x, la)
-                        elif _split_hb(a13, a14, a23, a24, a33, a34):
-                            if _probability(htop, ttop, bins, y * w + x + 1, lb, la, pb, pa, prior):
-                                _update(htop, ttop, labels, bins, la, y * w + x + 1, lb)
-                                x += 1
-                else:
-                    if _split_hb(a13, a14, a23, a24, a33, a34):
-                        if prior:
-                            pa = _three_by_four(labels, w, x, y, la)
-                            pb = _three_by_four(labels, w, x, y, lb)
-                        if _probability(htop, ttop, bins, y * w + x + 1, lb, la, pb, pa, prior):
-                            _update(htop, ttop, labels, bins, la, y * w + x + 1, lb)
-                            x += 1
-                        elif _split_hf(a11, a12, a21, a22, a31, a32):
-                            if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
-                                _update(htop, ttop, labels, bins, lb, y * w + x, la)
-            x += 1
-    for x in range(1, w - 1):
-        y = 1
-        while y < height - 2:
-            la = labels[y * w + x]
-            lb = labels[(y + 1) * w + x]
-            if la != lb:
-                a22 = la
-                a32 = lb
-                a11 = labels[(y - 1) * w + x - 1]
-                a12 = labels[(y - 1) * w + x]
-                a13 = labels[(y - 1) * w + x + 1]
-                a21 = labels[y * w + x - 1]
-                a23 = labels[y * w + x + 1]
-                a31 = labels[(y + 1) * w + x - 1]
-                a33 = labels[(y + 1) * w + x + 1]
-                a41 = labels[(y + 2) * w + x - 1]
-                a42 = labels[(y + 2) * w + x]
-                a43 = labels[(y + 2) * w + x + 1]
-                if forward:
-                    if _split_vf(a11, a12, a13, a21, a22, a23):
-                        if prior:
-                            pa = _four_by_three(labels, w, x, y, la)
-                            pb = _four_by_three(labels, w, x, y, lb)
-                        if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
-                            _update(htop, ttop, labels, bins, lb, y * w + x, la)
-                        elif _split_vb(a31, a32, a33, a41, a42, a43):
-                            if _probability(htop, ttop, bins, (y + 1) * w + x, lb, la, pb, pa, prior):
-                                _update(htop, ttop, labels, bins, la, (y + 1) * w + x, lb)
-                                y += 1
-                else:
-                    if _split_vb(a31, a32, a33, a41, a42, a43):
-                        if prior:
-                            pa = _four_by_three(labels, w, x, y, la)
-                            pb = _four_by_three(labels, w, x, y, lb)
-                        if _probability(htop, ttop, bins, (y + 1) * w + x, lb, la, pb, pa, prior):
-                            _update(htop, ttop, labels, bins, la, (y + 1) * w + x, lb)
-                            y += 1
-                        elif _split_vf(a11, a12, a13, a21, a22, a23):
-                            if _probability(htop, ttop, bins, y * w + x, la, lb, pa, pb, prior):
-                                _update(htop, ttop, labels, bins, lb, y * w + x, la)
-            y += 1
-    # Border pixels take the label of their inner neighbour.
     for x in range(w):
-        la = labels[x]
-        lb = labels[w + x]
-        if la != lb:
-            _update(htop, ttop, labels, bins, lb, x, la)
-        la = labels[(height - 1) * w + x]
-        lb = labels[(height - 2) * w + x]
-        if la != lb:
-            _update(htop, ttop, labels, bins, lb, (height - 1) * w + x, la)
+        for i, src in ((x, w + x), ((height - 1) * w + x, (height - 2) * w + x)):
+            if lab[i] != lab[src]:
+                _move_pixel(htop, ttop, lab, lab_t, bins[i], i, (i % w) * height + i // w, lab[i], lab[src])
     for y in range(height):
-        la = labels[y * w]
-        lb = labels[y * w + 1]
-        if la != lb:
-            _update(htop, ttop, labels, bins, lb, y * w, la)
-        la = labels[y * w + w - 1]
-        lb = labels[y * w + w - 2]
-        if la != lb:
-            _update(htop, ttop, labels, bins, lb, y * w + w - 1, la)
+        for i, src in ((y * w, y * w + 1), (y * w + w - 1, y * w + w - 2)):
+            if lab[i] != lab[src]:
+                _move_pixel(htop, ttop, lab, lab_t, bins[i], i, (i % w) * height + i // w, lab[i], lab[src])
+
+
+@njit(cache=True)
+def _update_pixels(lab, lab_t, bins, bins_t, htop, ttop, width, height, prior, ptab, forward):
+    """OpenCV's updatePixels: the horizontal pass, the vertical pass, then the border copy."""
+    cand = np.empty(max(width, height), np.int64)
+    _sweep(lab, lab_t, bins, htop, ttop, width, height, prior, ptab, forward, False, cand)
+    _sweep(lab_t, lab, bins_t, htop, ttop, height, width, prior, ptab, forward, True, cand)
+    _copy_border(lab, lab_t, bins, htop, ttop, width, height)
 
 
 @njit(cache=True)
@@ -548,9 +542,13 @@ def _seeds(bins, width, height, nr_w, nr_h, off, parent_init, bottom, n_hist, pr
     labels = np.empty(width * height, np.int32)
     for i in range(width * height):
         labels[i] = parent[bottom[i]]
+    # Transposed copies of the labels and bins: the vertical pass then reads rows too.
+    labels_t = np.ascontiguousarray(labels.reshape(height, width).T).ravel()
+    bins_t = np.ascontiguousarray(bins.reshape(height, width).T).ravel()
+    ptab = _prior_table(prior)
     forward = True
     for _ in range(iterations):
-        _update_pixels(labels, bins, htop, ttop, width, height, prior, forward)
+        _update_pixels(labels, labels_t, bins, bins_t, htop, ttop, width, height, prior, ptab, forward)
         forward = not forward
     return labels
 
