@@ -1,8 +1,21 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from weak3d.stages.superpixels import SuperpixelConfig, resize_like_pil, seeds_superpixels
+from tests.stages.realdata import NUSC, SHARED
+from weak3d.stages.superpixels import (
+    SuperpixelConfig,
+    read_camera_image,
+    resize_like_pil,
+    seeds_input,
+    seeds_labels,
+    seeds_superpixels,
+    seeds_superpixels_file,
+)
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (real sample files) is absent")
 
 
 def _regions(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -83,3 +96,28 @@ def test_numba_backend_gives_opencv_labels(settings):
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="backend"):
         seeds_superpixels(_regions(36, 64), SuperpixelConfig(size=None, num_superpixels=16, backend="cuda"))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_image_file_path_gives_the_array_path_pixels_and_labels(tmp_path, mode):
+    # The workflow decodes and resizes on PIL's buffer; that must equal decode -> numpy -> resize.
+    path = tmp_path / ("cam.jpg" if mode != "RGBA" else "cam.png")
+    Image.fromarray(_texture(180, 320)).convert(mode).save(path, quality=90)
+    as_array = np.asarray(Image.open(path).convert("RGB"))
+    cfg = SuperpixelConfig(num_superpixels=200, size=(90, 160))
+    assert np.array_equal(read_camera_image(path, cfg.size), resize_like_pil(as_array, cfg.size))
+    assert np.array_equal(read_camera_image(path, None), as_array)
+    assert np.array_equal(seeds_superpixels_file(path, cfg), seeds_superpixels(as_array, cfg))
+
+
+@needs_shared
+def test_numba_backend_gives_opencv_labels_on_real_camera_images():
+    # All six nuScenes cameras at the IUPC settings, read the way the workflow reads them.
+    paths = sorted(NUSC.glob("*__CAM_*.jpg"))
+    assert len(paths) == 6
+    cfg = SuperpixelConfig()
+    for path in paths:
+        labels = seeds_superpixels_file(path, cfg)
+        assert np.array_equal(labels, seeds_superpixels(np.asarray(Image.open(path).convert("RGB")), cfg))
+        hsv = seeds_input(read_camera_image(path, cfg.size))
+        assert np.array_equal(labels, seeds_labels(hsv, replace(cfg, backend="opencv")))

@@ -5,7 +5,15 @@ at 360x640 the 2x2-pixel bottom level alone has 57,600 blocks, so each image cle
 ~300 MB of histograms, and that (not the hill climbing) is where its ~0.4 s per image goes. A
 block's histogram has at most as many non-zero bins as the block has pixels, and every term a
 block histogram contributes to SEEDS' energy is zero where the block's bin is zero; so here blocks
-below the top level keep sparse (bin, count) lists and only the ~900 superpixels keep dense ones.
+below the top level keep sparse (bin, count) lists and only the ~900 superpixels keep dense ones,
+over the ~300 colour bins that occur rather than all 1000.
+
+The pixel passes (10 iterations x a horizontal and a vertical pass, ~40k differing pairs each) are
+most of the rest. Three things make them cheap without changing a single move: the vertical
+pass runs as a horizontal pass over a transposed copy of the label and bin maps (rows instead of
+columns); each line's differing pairs are listed up front without branches; and the move decision
+and the move itself are computed without branches, since ~60 % of the pairs move a pixel and a
+branch on that outcome is mispredicted about as often as not.
 
 Same algorithm, same order of moves, same tie rules (the grid, the parent links of the levels,
 the double-step block updates with confidence 0.1, the alternating forward/backward pixel sweeps,
@@ -263,83 +271,97 @@ def _move_block(htop, ttop, nr_part, parent, pidx, g, old, new, ptr, hbin, hcnt,
 
 @njit(cache=True)
 def _update_blocks(lev, req, nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, hbin, hcnt, tsub):
+    """OpenCV's updateBlocks on level lev: a pass along the rows, then one down the columns.
+
+    As in the pixel passes, a block changes only when the pass reaches its pair (or the pair just
+    before it, which then skips it), so each line's differing pairs are listed up front.
+    """
     step = nr_w[lev]
     rows = nr_h[lev]
     o = off[lev]
+    cand = np.empty(max(step, rows), np.int64)
     for y in range(1, rows - 1):
-        x = 1
-        while x < step - 2:
+        n = 0
+        for x in range(1, step - 2):
+            cand[n] = x
+            n += parent[o + y * step + x] != parent[o + y * step + x + 1]
+        nxt = 0
+        for k in range(n):
+            x = cand[k]
+            if x < nxt:
+                continue
             sub = y * step + x
             la = parent[o + sub]
             lb = parent[o + sub + 1]
-            if la != lb:
-                a11 = parent[o + (y - 1) * step + x - 1]
-                a12 = parent[o + (y - 1) * step + x]
-                a21 = parent[o + y * step + x - 1]
-                a22 = parent[o + y * step + x]
-                a31 = parent[o + (y + 1) * step + x - 1]
-                a32 = parent[o + (y + 1) * step + x]
-                done = False
-                if nr_part[la] == 2 or (nr_part[la] > 2 and _split_hf(a11, a12, a21, a22, a31, a32)):
-                    conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+            a11 = parent[o + (y - 1) * step + x - 1]
+            a12 = parent[o + (y - 1) * step + x]
+            a21 = parent[o + y * step + x - 1]
+            a22 = parent[o + y * step + x]
+            a31 = parent[o + (y + 1) * step + x - 1]
+            a32 = parent[o + (y + 1) * step + x]
+            done = False
+            if nr_part[la] == 2 or (nr_part[la] > 2 and _split_hf(a11, a12, a21, a22, a31, a32)):
+                conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+                if conf > req:
+                    _move_block(htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub)
+                    done = True
+            if not done and nr_part[lb] > MIN_SUBLABELS:
+                sub = y * step + x + 1
+                a13 = parent[o + (y - 1) * step + x + 1]
+                a14 = parent[o + (y - 1) * step + x + 2]
+                a23 = parent[o + y * step + x + 1]
+                a24 = parent[o + y * step + x + 2]
+                a33 = parent[o + (y + 1) * step + x + 1]
+                a34 = parent[o + (y + 1) * step + x + 2]
+                if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_hb(a13, a14, a23, a24, a33, a34)):
+                    conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
                     if conf > req:
                         _move_block(
-                            htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub
+                            htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
                         )
-                        done = True
-                if not done and nr_part[lb] > MIN_SUBLABELS:
-                    sub = y * step + x + 1
-                    a13 = parent[o + (y - 1) * step + x + 1]
-                    a14 = parent[o + (y - 1) * step + x + 2]
-                    a23 = parent[o + y * step + x + 1]
-                    a24 = parent[o + y * step + x + 2]
-                    a33 = parent[o + (y + 1) * step + x + 1]
-                    a34 = parent[o + (y + 1) * step + x + 2]
-                    if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_hb(a13, a14, a23, a24, a33, a34)):
-                        conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
-                        if conf > req:
-                            _move_block(
-                                htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
-                            )
-                            x += 1
-            x += 1
+                        x += 1
+            nxt = x + 1
     for x in range(1, step - 1):
-        y = 1
-        while y < rows - 2:
+        n = 0
+        for y in range(1, rows - 2):
+            cand[n] = y
+            n += parent[o + y * step + x] != parent[o + (y + 1) * step + x]
+        nxt = 0
+        for k in range(n):
+            y = cand[k]
+            if y < nxt:
+                continue
             sub = y * step + x
             la = parent[o + sub]
             lb = parent[o + (y + 1) * step + x]
-            if la != lb:
-                a11 = parent[o + (y - 1) * step + x - 1]
-                a12 = parent[o + (y - 1) * step + x]
-                a13 = parent[o + (y - 1) * step + x + 1]
-                a21 = parent[o + y * step + x - 1]
-                a22 = parent[o + y * step + x]
-                a23 = parent[o + y * step + x + 1]
-                done = False
-                if nr_part[la] == 2 or (nr_part[la] > 2 and _split_vf(a11, a12, a13, a21, a22, a23)):
-                    conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+            a11 = parent[o + (y - 1) * step + x - 1]
+            a12 = parent[o + (y - 1) * step + x]
+            a13 = parent[o + (y - 1) * step + x + 1]
+            a21 = parent[o + y * step + x - 1]
+            a22 = parent[o + y * step + x]
+            a23 = parent[o + y * step + x + 1]
+            done = False
+            if nr_part[la] == 2 or (nr_part[la] > 2 and _split_vf(a11, a12, a13, a21, a22, a23)):
+                conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
+                if conf > req:
+                    _move_block(htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub)
+                    done = True
+            if not done and nr_part[lb] > MIN_SUBLABELS:
+                sub = (y + 1) * step + x
+                a31 = parent[o + (y + 1) * step + x - 1]
+                a32 = parent[o + (y + 1) * step + x]
+                a33 = parent[o + (y + 1) * step + x + 1]
+                a41 = parent[o + (y + 2) * step + x - 1]
+                a42 = parent[o + (y + 2) * step + x]
+                a43 = parent[o + (y + 2) * step + x + 1]
+                if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_vb(a31, a32, a33, a41, a42, a43)):
+                    conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
                     if conf > req:
                         _move_block(
-                            htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub
+                            htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
                         )
-                        done = True
-                if not done and nr_part[lb] > MIN_SUBLABELS:
-                    sub = (y + 1) * step + x
-                    a31 = parent[o + (y + 1) * step + x - 1]
-                    a32 = parent[o + (y + 1) * step + x]
-                    a33 = parent[o + (y + 1) * step + x + 1]
-                    a41 = parent[o + (y + 2) * step + x - 1]
-                    a42 = parent[o + (y + 2) * step + x]
-                    a43 = parent[o + (y + 2) * step + x + 1]
-                    if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_vb(a31, a32, a33, a41, a42, a43)):
-                        conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
-                        if conf > req:
-                            _move_block(
-                                htop, ttop, nr_part, parent, o + sub, o + sub, lb, la, ptr, hbin, hcnt, tsub
-                            )
-                            y += 1
-            y += 1
+                        y += 1
+            nxt = y + 1
 
 
 @njit(cache=True)
@@ -398,9 +420,11 @@ def _count10(label, a, b, c, d, e, f, g, h, i, j):
 
 
 @njit(cache=True)
-def _sweep(lab, lab_t, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, cand):
-    """One OpenCV pixel pass along the rows of `lab` (n_row rows of n_col); moves are mirrored
-    into `lab_t`, its transpose. `cand` is scratch of n_col ints.
+def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, cand, moved_j, moved_v):
+    """One OpenCV pixel pass along the rows of `lab` (n_row rows of n_col). Returns how many
+    pixels moved; their index in the transposed map and their new label are in moved_j, moved_v
+    (the caller applies them to the transposed copy after the pass, not with a strided write per
+    move). `cand` is scratch of n_col ints.
 
     OpenCV's vertical pass (x outer, y inner, 4x3 windows) is exactly this pass run on the
     transposed label and bin maps (`vertical`): its windows, split tests and move order map one
@@ -412,6 +436,7 @@ def _sweep(lab, lab_t, bins, htop, ttop, n_col, n_row, prior, ptab, forward, ver
     """
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    n_moved = 0
     for y in range(1, n_row - 1):
         r0 = (y - 1) * n_col
         r1 = y * n_col
@@ -454,11 +479,15 @@ def _sweep(lab, lab_t, bins, htop, ttop, n_col, n_row, prior, ptab, forward, ver
             if prior > 0:
                 # OpenCV's window of 10 around the pair: 3x4 (rows above and below, the ends of
                 # the pair's row), or, vertically, its 4x3 whose middle rows read column x + 2,
-                # not x + 1 (two cells of the original layout; at the last column they wrap to
-                # the next image row, as OpenCV's flat indexing does).
+                # not x + 1 (at the last column OpenCV's flat index wraps to the next image row).
                 if vertical:
-                    c1 = lab_t[x * n_row + y + 2]
-                    c2 = lab_t[(x + 1) * n_row + y + 2]
+                    # Row y + 2 here is image column x + 2, which this pass has not reached yet.
+                    if y + 2 < n_row:
+                        c1 = lab[(y + 2) * n_col + x]
+                        c2 = lab[(y + 2) * n_col + x + 1]
+                    else:  # past the last column: the first pixel of the next image rows
+                        c1 = lab[x + 1]
+                        c2 = lab[x + 2]
                 else:
                     c1 = a32
                     c2 = a33
@@ -495,8 +524,11 @@ def _sweep(lab, lab_t, bins, htop, ttop, n_col, n_row, prior, ptab, forward, ver
             ttop[new] += m
             v = new if moved else old
             lab[i] = v
-            lab_t[j] = v
+            moved_j[n_moved] = j
+            moved_v[n_moved] = v
+            n_moved += moved
             nxt = x + 1 + mv_b
+    return n_moved
 
 
 @njit(cache=True)
@@ -514,18 +546,59 @@ def _copy_border(lab, lab_t, bins, htop, ttop, width, height):
 
 
 @njit(cache=True)
-def _update_pixels(lab, lab_t, bins, bins_t, htop, ttop, width, height, prior, ptab, forward):
+def _update_pixels(
+    lab, lab_t, bins, bins_t, htop, ttop, width, height, prior, ptab, forward, cand, moved_j, moved_v
+):
     """OpenCV's updatePixels: the horizontal pass, the vertical pass, then the border copy."""
-    cand = np.empty(max(width, height), np.int64)
-    _sweep(lab, lab_t, bins, htop, ttop, width, height, prior, ptab, forward, False, cand)
-    _sweep(lab_t, lab, bins_t, htop, ttop, height, width, prior, ptab, forward, True, cand)
+    n = _sweep(lab, bins, htop, ttop, width, height, prior, ptab, forward, False, cand, moved_j, moved_v)
+    for k in range(n):
+        lab_t[moved_j[k]] = moved_v[k]
+    n = _sweep(lab_t, bins_t, htop, ttop, height, width, prior, ptab, forward, True, cand, moved_j, moved_v)
+    for k in range(n):
+        lab[moved_j[k]] = moved_v[k]
     _copy_border(lab, lab_t, bins, htop, ttop, width, height)
 
 
 @njit(cache=True)
-def _seeds(bins, width, height, nr_w, nr_h, off, parent_init, bottom, n_hist, prior, double_step, iterations):
+def _color_bins(image, n_bins):
+    """Joint colour bin of every pixel of a uint8 (H, W, C) image (OpenCV's v * n_bins // 256 per
+    channel), renumbered 0.. over the bins that occur, and how many occur.
+
+    SEEDS only ever uses a bin as a histogram index, so any one-to-one renumbering gives the
+    same labels; a real HSV image uses about 300 of the 1000 bins (8-bit hue stops at 179), and
+    the dense superpixel histograms shrink by as much, and stay in cache.
+    """
+    height, width, channels = image.shape
+    q = np.empty(256, np.int32)
+    for v in range(256):
+        q[v] = v * n_bins // 256
+    bins = np.empty(height * width, np.int32)
+    seen = np.zeros(n_bins**channels, np.int32)
+    for y in range(height):
+        for x in range(width):
+            b = 0
+            for c in range(channels):
+                b = b * n_bins + q[image[y, x, c]]
+            bins[y * width + x] = b
+            seen[b] = 1
+    # Ascending renumbering of the bins present.
+    n_used = 0
+    for b in range(len(seen)):
+        k = seen[b]
+        seen[b] = n_used
+        n_used += k
+    for i in range(height * width):
+        bins[i] = seen[bins[i]]
+    return bins, n_used
+
+
+@njit(cache=True)
+def _seeds(
+    image, n_bins, width, height, nr_w, nr_h, off, parent_init, bottom, prior, double_step, iterations
+):
     levels = len(nr_w)
     top = levels - 1
+    bins, n_hist = _color_bins(image, n_bins)
     ptr, hbin, hcnt, tsub, htop, ttop = _sparse_histograms(
         bins, width, height, nr_w, nr_h, parent_init, off, n_hist
     )
@@ -546,20 +619,30 @@ def _seeds(bins, width, height, nr_w, nr_h, off, parent_init, bottom, n_hist, pr
     labels_t = np.ascontiguousarray(labels.reshape(height, width).T).ravel()
     bins_t = np.ascontiguousarray(bins.reshape(height, width).T).ravel()
     ptab = _prior_table(prior)
+    # Scratch of the passes, allocated once per image.
+    cand = np.empty(max(width, height), np.int64)
+    moved_j = np.empty(width * height, np.int64)
+    moved_v = np.empty(width * height, np.int32)
     forward = True
     for _ in range(iterations):
-        _update_pixels(labels, labels_t, bins, bins_t, htop, ttop, width, height, prior, ptab, forward)
+        _update_pixels(
+            labels,
+            labels_t,
+            bins,
+            bins_t,
+            htop,
+            ttop,
+            width,
+            height,
+            prior,
+            ptab,
+            forward,
+            cand,
+            moved_j,
+            moved_v,
+        )
         forward = not forward
     return labels
-
-
-def histogram_bins(image: np.ndarray, n_bins: int) -> np.ndarray:
-    """Joint histogram bin per pixel of a uint8 image (H, W, C): OpenCV's v * n_bins // 256 per channel."""
-    q = image.astype(np.int32) * n_bins // 256
-    out = np.zeros(image.shape[:2], np.int32)
-    for c in range(image.shape[2]):
-        out = out * n_bins + q[:, :, c]
-    return out.ravel()
 
 
 def seeds_numba(
@@ -576,11 +659,11 @@ def seeds_numba(
     image = np.ascontiguousarray(image)
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError(f"expected a uint8 (H, W, C) image, got {image.dtype} {image.shape}")
-    height, width, channels = image.shape
+    height, width, _ = image.shape
     levels, nr_w, nr_h, off, parent_init, bottom = _geometry(width, height, num_superpixels, num_levels)
-    bins = histogram_bins(image, n_bins)
     labels = _seeds(
-        bins,
+        image,
+        n_bins,
         width,
         height,
         nr_w,
@@ -588,7 +671,6 @@ def seeds_numba(
         off,
         parent_init,
         bottom,
-        n_bins**channels,
         min(prior, 5),
         bool(double_step),
         iterations,

@@ -9,6 +9,7 @@ check that the same image gives the same labels twice. Two backends compute it: 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -47,6 +48,22 @@ def resize_like_pil(image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image_rgb).resize((w, h), Image.Resampling.BILINEAR))
 
 
+def read_camera_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
+    """RGB uint8 image file at `size` (height, width), pixel for pixel what
+    `resize_like_pil(np.asarray(Image.open(path).convert("RGB")), size)` gives.
+
+    The JPEG is decoded once and resized on PIL's own buffer: no RGB copy by `convert` (the
+    nuScenes JPEGs are already RGB) and no round trip of the full-size image through numpy,
+    which together cost about as much as the resize itself.
+    """
+    with Image.open(path) as img:
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(img)
+
+
 def seeds_input(image_rgb: np.ndarray) -> np.ndarray:
     """HSV image after equalising the luma: RGB -> YUV, equalizeHist(Y), -> RGB -> HSV."""
     yuv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2YUV)
@@ -63,6 +80,11 @@ def seeds_superpixels(image_rgb: np.ndarray, cfg: SuperpixelConfig = SuperpixelC
     if cfg.size is not None:
         image_rgb = resize_like_pil(image_rgb, cfg.size)
     return seeds_labels(seeds_input(np.ascontiguousarray(image_rgb)), cfg)
+
+
+def seeds_superpixels_file(path: str | Path, cfg: SuperpixelConfig = SuperpixelConfig()) -> np.ndarray:
+    """`seeds_superpixels` of an image file, decoded and resized by `read_camera_image`."""
+    return seeds_labels(seeds_input(read_camera_image(path, cfg.size)), cfg)
 
 
 def seeds_labels(hsv: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:
