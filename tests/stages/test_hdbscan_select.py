@@ -43,7 +43,10 @@ def test_numba_prim_gives_sklearns_single_linkage_tree():
     blobs = np.concatenate([rng.normal(c, 0.4, (300, 3)) for c in rng.uniform(-5, 5, (4, 3))])
     # Coordinates on a 0.1 grid: many equal distances, so Prim's tie rules are exercised.
     ties = rng.integers(-20, 20, (1500, 3)) * 0.1
-    for x, mcs in ((blobs, 5), (ties, 5), (ties[:40], 3)):
+    # Duplicated points (zero distances and core distances), and two far groups (most kd leaves are
+    # skipped in a Prim step).
+    dups = np.concatenate([ties[:300], ties[:300], ties[:200] + [50.0, 0.0, 0.0]])
+    for x, mcs in ((blobs, 5), (ties, 5), (ties[:40], 3), (dups, 5), (blobs[:6], 5), (blobs[:2], 2)):
         ref, _ = _tree(x, mcs)
         ours = single_linkage_tree(x, mcs)
         assert ours.dtype == ref.dtype

@@ -132,14 +132,16 @@ def test_config_from_dict_names_unknown_keys():
 
 
 def test_numba_ransac_finds_the_same_ground():
-    # Opt-in RANSAC with its own random draws: deterministic per seed, and on the street scene it
-    # labels the road, the objects and the wall as open3d's RANSAC does, up to a few points.
+    # The default RANSAC, with its own random draws: deterministic per seed, and on the street scene
+    # it labels the road, the objects and the wall as open3d's RANSAC (opt-in) does, up to a few points.
     s = street_scene(seed=5)
     xyz, sw = s["xyz"][s["visible"]], s["sweeps"]
     cfg = PresegmentConfig(ransac="numba")
+    assert PresegmentConfig().ransac == "numba"
     a, b = fit_ground(xyz, sw, cfg), fit_ground(xyz, sw, cfg)
     assert np.array_equal(a, b)
-    ref = fit_ground(xyz, sw, PresegmentConfig())
+    ref = fit_ground(xyz, sw, PresegmentConfig(ransac="open3d"))
+    assert np.array_equal(ref, fit_ground(xyz, sw, PresegmentConfig(ransac="open3d")))
     assert (a != ref).mean() < 0.01
     kind = s["kind"][s["visible"]]
     assert a[kind == 0].mean() > 0.9 and not a[kind == 3].any()

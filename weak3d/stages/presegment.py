@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 from weak3d.stages.hdbscan_mst import single_linkage_tree
 from weak3d.stages.hdbscan_select import select_clusters
@@ -54,10 +53,11 @@ class PresegmentConfig:
     min_cluster_size: int = 5
     cluster_selection_epsilon: float = 0.5
     seed: int = 0
-    # "open3d": PointCloud.segment_plane, the release's RANSAC. "numba": weak3d.stages.ransac_numba,
-    # the same procedure with other random draws, faster; its fits differ from open3d's about as
-    # much as open3d's differ between seeds (bench/stage_throughput.py).
-    ransac: str = "open3d"
+    # "numba" (default): weak3d.stages.ransac_numba, open3d's segment_plane procedure with other
+    # random draws, ~10x faster on one core; its fits differ from open3d's about as much as
+    # open3d's differ between seeds (bench/stage_throughput.py). "open3d": PointCloud.segment_plane,
+    # the release's RANSAC (open3d is then imported).
+    ransac: str = "numba"
 
 
 def n_angular(cfg: PresegmentConfig = PresegmentConfig()) -> int:
@@ -99,13 +99,19 @@ def _cell_seed(seed: int, cell: int, attempt: int) -> int:
 
 
 @contextlib.contextmanager
-def _open3d_one_thread() -> Iterator[None]:
-    """Run open3d on one thread inside the block.
+def _open3d_context(cfg: PresegmentConfig) -> Iterator[None]:
+    """With ransac "open3d", run open3d on one thread inside the block; otherwise nothing.
 
     open3d's RANSAC runs on its own thread pool (sized by the core count, not OMP_NUM_THREADS);
     with more than one thread the seeded fit changes from run to run (a few points of a cell), so
-    the fits run on one thread. The workflow parallelises over scenes instead.
+    the fits run on one thread. The workflow parallelises over scenes instead. open3d is imported
+    only here and in `_fit_plane` (~0.5 s per job otherwise; the default backend does not need it).
     """
+    if cfg.ransac != "open3d":
+        yield
+        return
+    import open3d as o3d
+
     before = o3d.utility.get_max_threads()
     o3d.utility.set_max_threads(1)
     try:
@@ -120,7 +126,9 @@ def _fit_plane(points: np.ndarray, seed: int, cfg: PresegmentConfig) -> tuple[np
         p = np.ascontiguousarray(points, dtype=np.float64)
         return ransac_plane(p, seed, cfg.distance_th, cfg.ransac_n, cfg.ransac_iterations, OPEN3D_PROBABILITY)
     if cfg.ransac != "open3d":
-        raise ValueError(f"presegment ransac must be 'open3d' or 'numba', got {cfg.ransac!r}")
+        raise ValueError(f"presegment ransac must be 'numba' or 'open3d', got {cfg.ransac!r}")
+    import open3d as o3d
+
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     o3d.utility.random.seed(seed)
     model, inliers = pcd.segment_plane(
@@ -181,19 +189,23 @@ def fit_ground(
     radial, angular = polar_indices(pts, cfg)
     cells = radial * n_angular(cfg) + angular
     ground = np.zeros(len(pts), dtype=bool)
-    order = np.argsort(cells, kind="stable")
+    # Stable sort by cell; int16 ids (when they fit) make numpy use its much faster radix sort.
+    small = cells.max() < np.iinfo(np.int16).max
+    order = np.argsort(cells.astype(np.int16) if small else cells, kind="stable")
+    by_cell = pts[order]  # each cell's points are one contiguous block, in input order
     uniq, starts = np.unique(cells[order], return_index=True)
     bounds = np.append(starts, len(order))
-    with _open3d_one_thread():
+    kf_before = np.concatenate([[0], np.cumsum(order < len(kf))])  # keyframe points before a position
+    with _open3d_context(cfg):
         for i, cell in enumerate(uniq):
-            idx = order[bounds[i] : bounds[i + 1]]
-            if len(idx) <= cfg.min_points or not np.any(idx < len(kf)):
+            lo, hi = bounds[i], bounds[i + 1]
+            if hi - lo <= cfg.min_points or kf_before[hi] == kf_before[lo]:
                 continue
             r_idx, a_idx = divmod(int(cell), n_angular(cfg))
             strict = r_idx < cfg.strict_radial_below and a_idx in cfg.strict_angular
-            mask = fit_cell_ground(pts[idx], int(cell), cfg, strict)
+            mask = fit_cell_ground(by_cell[lo:hi], int(cell), cfg, strict)
             if mask is not None:
-                ground[idx[mask]] = True
+                ground[order[lo:hi][mask]] = True
     return ground[: len(kf)]
 
 
