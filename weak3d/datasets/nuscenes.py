@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from weak3d.classes import RAW_INDEX, map_raw_labels
 from weak3d.datasets.camera import (
@@ -215,7 +216,9 @@ class NuScenes:
         if not path.is_file():
             raise NuScenesFormatError(f"{path}: table file {name!r} of {self.version} not found")
         try:
-            records = json.loads(path.read_text())
+            # orjson: ~2x faster than json on the tables (the scenes checkpoint loads ~5M records of
+            # real trainval); its JSONDecodeError subclasses json's.
+            records = orjson.loads(path.read_bytes())
         except json.JSONDecodeError as err:
             raise NuScenesFormatError(f"{path}: not valid JSON ({err})") from err
         if not isinstance(records, list):

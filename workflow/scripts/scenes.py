@@ -2,9 +2,10 @@
 each listed scene's slice of the tables (results/{ds}/tables/{scene}/), so that a per-scene job
 loads a few MB instead of the whole table set (about a minute per job on real trainval)."""
 
-import json
 import sys
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))
 from weak3d.datasets.nuscenes import NuScenes, load_split
@@ -33,6 +34,7 @@ with atomic_path(snakemake.output.tables, is_dir=True) as tables_dir:
     for name in info["samples"]:
         (tables_dir / name).mkdir()
         for table, records in nusc.scene_tables(name).items():
-            (tables_dir / name / f"{table}.json").write_text(json.dumps(records))
+            # orjson: ~8x faster than json.dumps; this loop writes every record of the tables.
+            (tables_dir / name / f"{table}.json").write_bytes(orjson.dumps(records))
 write_json(snakemake.output.scenes, info)
 log.info("%d train and %d val scenes", len(info["train"]), len(info["val"]))
