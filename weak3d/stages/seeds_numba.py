@@ -30,6 +30,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+# Index cast of the hot loops: numba adds a negative-index wrap-around fix-up to every subscript
+# with a signed index and none to an unsigned one; every index here is >= 0.
+_ix = np.uint64
 REQ_CONF = np.float32(0.1)  # confidence a double-step block move needs in its first pass
 MIN_SUBLABELS = 1
 
@@ -102,89 +105,88 @@ def _sparse_histograms(bins, width, height, nr_w, nr_h, parent_init, off, n_hist
     """
     levels = len(off) - 1
     top = levels - 1
-    n_sub = off[top]
+    n_sub = off[_ix(top)]
     ptr = np.zeros(n_sub + 1, np.int64)
     cap = width * height * top
     hbin = np.empty(cap, np.int32)
     hcnt = np.empty(cap, np.float32)
     tsub = np.zeros(n_sub, np.float32)
     scratch = np.zeros(n_hist, np.float32)
-    touched = np.empty(max(n_hist, width * height), np.int32)
+    touched = np.empty(n_hist + 1, np.int32)  # n_t is at most the bins seen before a write
     k = 0
     # Bottom level: block (r, c) holds rows ceil(r H / n_h) .. and columns ceil(c W / n_w) ..
-    ys = np.empty(nr_h[0] + 1, np.int64)
-    xs = np.empty(nr_w[0] + 1, np.int64)
-    for r in range(nr_h[0] + 1):
-        ys[r] = (r * height + nr_h[0] - 1) // nr_h[0]
-    for c in range(nr_w[0] + 1):
-        xs[c] = (c * width + nr_w[0] - 1) // nr_w[0]
-    for r in range(nr_h[0]):
-        for c in range(nr_w[0]):
-            g = r * nr_w[0] + c
+    ys = np.empty(nr_h[_ix(0)] + 1, np.int64)
+    xs = np.empty(nr_w[_ix(0)] + 1, np.int64)
+    for r in range(nr_h[_ix(0)] + 1):
+        ys[_ix(r)] = (r * height + nr_h[_ix(0)] - 1) // nr_h[_ix(0)]
+    for c in range(nr_w[_ix(0)] + 1):
+        xs[_ix(c)] = (c * width + nr_w[_ix(0)] - 1) // nr_w[_ix(0)]
+    for r in range(nr_h[_ix(0)]):
+        for c in range(nr_w[_ix(0)]):
+            g = r * nr_w[_ix(0)] + c
             n_t = 0
-            for y in range(ys[r], ys[r + 1]):
-                for x in range(xs[c], xs[c + 1]):
-                    b = bins[y * width + x]
-                    if scratch[b] == 0:
-                        touched[n_t] = b
-                        n_t += 1
-                    scratch[b] += np.float32(1.0)
-            ptr[g] = k
+            for y in range(ys[_ix(r)], ys[_ix(r + 1)]):
+                for x in range(xs[_ix(c)], xs[_ix(c + 1)]):
+                    b = bins[_ix(y * width + x)]
+                    # Append b to the block's bins if it is new (no branch: colours repeat at random).
+                    touched[_ix(n_t)] = b
+                    n_t += scratch[_ix(b)] == 0
+                    scratch[_ix(b)] += np.float32(1.0)
+            ptr[_ix(g)] = k
             for t in range(n_t):
-                b = touched[t]
-                hbin[k] = b
-                hcnt[k] = scratch[b]
-                scratch[b] = 0
+                b = touched[_ix(t)]
+                hbin[_ix(k)] = b
+                hcnt[_ix(k)] = scratch[_ix(b)]
+                scratch[_ix(b)] = 0
                 k += 1
-            tsub[g] = np.float32((ys[r + 1] - ys[r]) * (xs[c + 1] - xs[c]))
-    ptr[off[1]] = k
+            tsub[_ix(g)] = np.float32((ys[_ix(r + 1)] - ys[_ix(r)]) * (xs[_ix(c + 1)] - xs[_ix(c)]))
+    ptr[_ix(off[_ix(1)])] = k
     # Upper levels (and the dense top): children grouped by parent with a counting sort.
-    htop = np.zeros((n_hist, off[levels] - off[top]), np.float32)
-    ttop = np.zeros(off[levels] - off[top], np.float32)
+    htop = np.zeros((n_hist, off[_ix(levels)] - off[_ix(top)]), np.float32)
+    ttop = np.zeros(off[_ix(levels)] - off[_ix(top)], np.float32)
     for lev in range(1, levels):
-        n_child = off[lev] - off[lev - 1]
-        n_blk = off[lev + 1] - off[lev]
+        n_child = off[_ix(lev)] - off[_ix(lev - 1)]
+        n_blk = off[_ix(lev + 1)] - off[_ix(lev)]
         start = np.zeros(n_blk + 1, np.int64)
         for ch in range(n_child):
-            start[parent_init[off[lev - 1] + ch] + 1] += 1
+            start[_ix(parent_init[off[_ix(lev - 1)] + ch] + 1)] += 1
         for b in range(n_blk):
-            start[b + 1] += start[b]
+            start[_ix(b + 1)] += start[_ix(b)]
         fill = start[:-1].copy()
         kids = np.empty(n_child, np.int64)
         for ch in range(n_child):
-            p = parent_init[off[lev - 1] + ch]
-            kids[fill[p]] = off[lev - 1] + ch
-            fill[p] += 1
+            p = parent_init[off[_ix(lev - 1)] + ch]
+            kids[_ix(fill[_ix(p)])] = off[_ix(lev - 1)] + ch
+            fill[_ix(p)] += 1
         for b in range(n_blk):
             if lev == top:
-                for j in range(start[b], start[b + 1]):
-                    ch = kids[j]
-                    for e in range(ptr[ch], ptr[ch + 1]):
-                        htop[hbin[e], b] += hcnt[e]
-                    ttop[b] += tsub[ch]
+                for j in range(start[_ix(b)], start[_ix(b + 1)]):
+                    ch = kids[_ix(j)]
+                    for e in range(ptr[_ix(ch)], ptr[_ix(ch + 1)]):
+                        htop[_ix(hbin[_ix(e)]), _ix(b)] += hcnt[_ix(e)]
+                    ttop[_ix(b)] += tsub[_ix(ch)]
                 continue
-            g = off[lev] + b
+            g = off[_ix(lev)] + b
             n_t = 0
             total = np.float32(0.0)
-            for j in range(start[b], start[b + 1]):
-                ch = kids[j]
-                for e in range(ptr[ch], ptr[ch + 1]):
-                    c = hbin[e]
-                    if scratch[c] == 0:
-                        touched[n_t] = c
-                        n_t += 1
-                    scratch[c] += hcnt[e]
-                total += tsub[ch]
-            ptr[g] = k
+            for j in range(start[_ix(b)], start[_ix(b + 1)]):
+                ch = kids[_ix(j)]
+                for e in range(ptr[_ix(ch)], ptr[_ix(ch + 1)]):
+                    c = hbin[_ix(e)]
+                    touched[_ix(n_t)] = c
+                    n_t += scratch[_ix(c)] == 0
+                    scratch[_ix(c)] += hcnt[_ix(e)]
+                total += tsub[_ix(ch)]
+            ptr[_ix(g)] = k
             for t in range(n_t):
-                c = touched[t]
-                hbin[k] = c
-                hcnt[k] = scratch[c]
-                scratch[c] = 0
+                c = touched[_ix(t)]
+                hbin[_ix(k)] = c
+                hcnt[_ix(k)] = scratch[_ix(c)]
+                scratch[_ix(c)] = 0
                 k += 1
-            tsub[g] = total
+            tsub[_ix(g)] = total
         if lev < top:
-            ptr[off[lev] + n_blk] = k
+            ptr[_ix(off[_ix(lev)] + n_blk)] = k
     return ptr, hbin, hcnt, tsub, htop, ttop
 
 
@@ -236,19 +238,19 @@ def _split_vb(a21, a22, a23, a31, a32, a33):
 @njit(cache=True, error_model="numpy")  # 0/0 gives NaN (no move), as in C
 def _intersect_conf(htop, ttop, label_a, label_b, g, ptr, hbin, hcnt, tsub):
     """Intersection of block g with superpixel label_a minus that with label_b without g."""
-    count1a = ttop[label_a]
-    count2 = tsub[g]
-    count1b = ttop[label_b] - count2
+    count1a = ttop[_ix(label_a)]
+    count2 = tsub[_ix(g)]
+    count1b = ttop[_ix(label_b)] - count2
     sum_a = np.float32(0.0)
     sum_b = np.float32(0.0)
     # Bins where the block is empty add exactly zero to both sums, so only its own bins are read.
-    for j in range(ptr[g], ptr[g + 1]):
-        n = hbin[j]
-        h2 = hcnt[j]
-        u = htop[n, label_a] * count2
+    for j in range(ptr[_ix(g)], ptr[_ix(g + 1)]):
+        n = hbin[_ix(j)]
+        h2 = hcnt[_ix(j)]
+        u = htop[_ix(n), _ix(label_a)] * count2
         v = h2 * count1a
         sum_a += u if u < v else v
-        diff = htop[n, label_b] - h2
+        diff = htop[_ix(n), _ix(label_b)] - h2
         u = diff * count2
         v = h2 * count1b
         sum_b += u if u < v else v
@@ -259,14 +261,14 @@ def _intersect_conf(htop, ttop, label_a, label_b, g, ptr, hbin, hcnt, tsub):
 
 @njit(cache=True)
 def _move_block(htop, ttop, nr_part, parent, pidx, g, old, new, ptr, hbin, hcnt, tsub):
-    for j in range(ptr[g], ptr[g + 1]):
-        htop[hbin[j], old] -= hcnt[j]
-        htop[hbin[j], new] += hcnt[j]
-    ttop[old] -= tsub[g]
-    ttop[new] += tsub[g]
-    nr_part[old] -= 1
-    nr_part[new] += 1
-    parent[pidx] = new
+    for j in range(ptr[_ix(g)], ptr[_ix(g + 1)]):
+        htop[_ix(hbin[_ix(j)]), _ix(old)] -= hcnt[_ix(j)]
+        htop[_ix(hbin[_ix(j)]), _ix(new)] += hcnt[_ix(j)]
+    ttop[_ix(old)] -= tsub[_ix(g)]
+    ttop[_ix(new)] += tsub[_ix(g)]
+    nr_part[_ix(old)] -= 1
+    nr_part[_ix(new)] += 1
+    parent[_ix(pidx)] = new
 
 
 @njit(cache=True)
@@ -276,44 +278,46 @@ def _update_blocks(lev, req, nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, 
     As in the pixel passes, a block changes only when the pass reaches its pair (or the pair just
     before it, which then skips it), so each line's differing pairs are listed up front.
     """
-    step = nr_w[lev]
-    rows = nr_h[lev]
-    o = off[lev]
+    step = nr_w[_ix(lev)]
+    rows = nr_h[_ix(lev)]
+    o = off[_ix(lev)]
     cand = np.empty(max(step, rows), np.int64)
     for y in range(1, rows - 1):
         n = 0
         for x in range(1, step - 2):
-            cand[n] = x
-            n += parent[o + y * step + x] != parent[o + y * step + x + 1]
+            cand[_ix(n)] = x
+            n += parent[_ix(o + y * step + x)] != parent[_ix(o + y * step + x + 1)]
         nxt = 0
         for k in range(n):
-            x = cand[k]
+            x = cand[_ix(k)]
             if x < nxt:
                 continue
             sub = y * step + x
-            la = parent[o + sub]
-            lb = parent[o + sub + 1]
-            a11 = parent[o + (y - 1) * step + x - 1]
-            a12 = parent[o + (y - 1) * step + x]
-            a21 = parent[o + y * step + x - 1]
-            a22 = parent[o + y * step + x]
-            a31 = parent[o + (y + 1) * step + x - 1]
-            a32 = parent[o + (y + 1) * step + x]
+            la = parent[_ix(o + sub)]
+            lb = parent[_ix(o + sub + 1)]
+            a11 = parent[_ix(o + (y - 1) * step + x - 1)]
+            a12 = parent[_ix(o + (y - 1) * step + x)]
+            a21 = parent[_ix(o + y * step + x - 1)]
+            a22 = parent[_ix(o + y * step + x)]
+            a31 = parent[_ix(o + (y + 1) * step + x - 1)]
+            a32 = parent[_ix(o + (y + 1) * step + x)]
             done = False
-            if nr_part[la] == 2 or (nr_part[la] > 2 and _split_hf(a11, a12, a21, a22, a31, a32)):
+            if nr_part[_ix(la)] == 2 or (nr_part[_ix(la)] > 2 and _split_hf(a11, a12, a21, a22, a31, a32)):
                 conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
                 if conf > req:
                     _move_block(htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub)
                     done = True
-            if not done and nr_part[lb] > MIN_SUBLABELS:
+            if not done and nr_part[_ix(lb)] > MIN_SUBLABELS:
                 sub = y * step + x + 1
-                a13 = parent[o + (y - 1) * step + x + 1]
-                a14 = parent[o + (y - 1) * step + x + 2]
-                a23 = parent[o + y * step + x + 1]
-                a24 = parent[o + y * step + x + 2]
-                a33 = parent[o + (y + 1) * step + x + 1]
-                a34 = parent[o + (y + 1) * step + x + 2]
-                if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_hb(a13, a14, a23, a24, a33, a34)):
+                a13 = parent[_ix(o + (y - 1) * step + x + 1)]
+                a14 = parent[_ix(o + (y - 1) * step + x + 2)]
+                a23 = parent[_ix(o + y * step + x + 1)]
+                a24 = parent[_ix(o + y * step + x + 2)]
+                a33 = parent[_ix(o + (y + 1) * step + x + 1)]
+                a34 = parent[_ix(o + (y + 1) * step + x + 2)]
+                if nr_part[_ix(lb)] <= 2 or (
+                    nr_part[_ix(lb)] > 2 and _split_hb(a13, a14, a23, a24, a33, a34)
+                ):
                     conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
                     if conf > req:
                         _move_block(
@@ -324,37 +328,39 @@ def _update_blocks(lev, req, nr_w, nr_h, off, parent, nr_part, htop, ttop, ptr, 
     for x in range(1, step - 1):
         n = 0
         for y in range(1, rows - 2):
-            cand[n] = y
-            n += parent[o + y * step + x] != parent[o + (y + 1) * step + x]
+            cand[_ix(n)] = y
+            n += parent[_ix(o + y * step + x)] != parent[_ix(o + (y + 1) * step + x)]
         nxt = 0
         for k in range(n):
-            y = cand[k]
+            y = cand[_ix(k)]
             if y < nxt:
                 continue
             sub = y * step + x
-            la = parent[o + sub]
-            lb = parent[o + (y + 1) * step + x]
-            a11 = parent[o + (y - 1) * step + x - 1]
-            a12 = parent[o + (y - 1) * step + x]
-            a13 = parent[o + (y - 1) * step + x + 1]
-            a21 = parent[o + y * step + x - 1]
-            a22 = parent[o + y * step + x]
-            a23 = parent[o + y * step + x + 1]
+            la = parent[_ix(o + sub)]
+            lb = parent[_ix(o + (y + 1) * step + x)]
+            a11 = parent[_ix(o + (y - 1) * step + x - 1)]
+            a12 = parent[_ix(o + (y - 1) * step + x)]
+            a13 = parent[_ix(o + (y - 1) * step + x + 1)]
+            a21 = parent[_ix(o + y * step + x - 1)]
+            a22 = parent[_ix(o + y * step + x)]
+            a23 = parent[_ix(o + y * step + x + 1)]
             done = False
-            if nr_part[la] == 2 or (nr_part[la] > 2 and _split_vf(a11, a12, a13, a21, a22, a23)):
+            if nr_part[_ix(la)] == 2 or (nr_part[_ix(la)] > 2 and _split_vf(a11, a12, a13, a21, a22, a23)):
                 conf = _intersect_conf(htop, ttop, lb, la, o + sub, ptr, hbin, hcnt, tsub)
                 if conf > req:
                     _move_block(htop, ttop, nr_part, parent, o + sub, o + sub, la, lb, ptr, hbin, hcnt, tsub)
                     done = True
-            if not done and nr_part[lb] > MIN_SUBLABELS:
+            if not done and nr_part[_ix(lb)] > MIN_SUBLABELS:
                 sub = (y + 1) * step + x
-                a31 = parent[o + (y + 1) * step + x - 1]
-                a32 = parent[o + (y + 1) * step + x]
-                a33 = parent[o + (y + 1) * step + x + 1]
-                a41 = parent[o + (y + 2) * step + x - 1]
-                a42 = parent[o + (y + 2) * step + x]
-                a43 = parent[o + (y + 2) * step + x + 1]
-                if nr_part[lb] <= 2 or (nr_part[lb] > 2 and _split_vb(a31, a32, a33, a41, a42, a43)):
+                a31 = parent[_ix(o + (y + 1) * step + x - 1)]
+                a32 = parent[_ix(o + (y + 1) * step + x)]
+                a33 = parent[_ix(o + (y + 1) * step + x + 1)]
+                a41 = parent[_ix(o + (y + 2) * step + x - 1)]
+                a42 = parent[_ix(o + (y + 2) * step + x)]
+                a43 = parent[_ix(o + (y + 2) * step + x + 1)]
+                if nr_part[_ix(lb)] <= 2 or (
+                    nr_part[_ix(lb)] > 2 and _split_vb(a31, a32, a33, a41, a42, a43)
+                ):
                     conf = _intersect_conf(htop, ttop, la, lb, o + sub, ptr, hbin, hcnt, tsub)
                     if conf > req:
                         _move_block(
@@ -446,36 +452,36 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
         # without branches, then visit only those.
         n = 0
         for x in range(1, n_col - 2):
-            cand[n] = x
-            n += lab[r1 + x] != lab[r1 + x + 1]
+            cand[_ix(n)] = x
+            n += lab[_ix(r1 + x)] != lab[_ix(r1 + x + 1)]
         nxt = 0
         for k in range(n):
-            x = cand[k]
+            x = cand[_ix(k)]
             if x < nxt:  # the pixel was just moved by the previous pair: OpenCV skips it
                 continue
-            la = lab[r1 + x]
-            lb = lab[r1 + x + 1]
-            a11 = lab[r0 + x - 1]
-            a12 = lab[r0 + x]
-            a13 = lab[r0 + x + 1]
-            a14 = lab[r0 + x + 2]
-            a21 = lab[r1 + x - 1]
-            a24 = lab[r1 + x + 2]
-            a31 = lab[r2 + x - 1]
-            a32 = lab[r2 + x]
-            a33 = lab[r2 + x + 1]
-            a34 = lab[r2 + x + 2]
+            la = lab[_ix(r1 + x)]
+            lb = lab[_ix(r1 + x + 1)]
+            a11 = lab[_ix(r0 + x - 1)]
+            a12 = lab[_ix(r0 + x)]
+            a13 = lab[_ix(r0 + x + 1)]
+            a14 = lab[_ix(r0 + x + 2)]
+            a21 = lab[_ix(r1 + x - 1)]
+            a24 = lab[_ix(r1 + x + 2)]
+            a31 = lab[_ix(r2 + x - 1)]
+            a32 = lab[_ix(r2 + x)]
+            a33 = lab[_ix(r2 + x + 1)]
+            a34 = lab[_ix(r2 + x + 2)]
             ia = r1 + x
-            ca = bins[ia]
-            cb = bins[ia + 1]
-            ta = ttop[la]
-            tb = ttop[lb]
+            ca = bins[_ix(ia)]
+            cb = bins[_ix(ia + 1)]
+            ta = ttop[_ix(la)]
+            tb = ttop[_ix(lb)]
             # Move A: pixel x from la to lb; move B: pixel x + 1 from lb to la. p*1 is OpenCV's
             # P(stay), p*2 its P(move), float32 products in its order.
-            pa1 = htop[ca, la] * tb
-            pa2 = htop[ca, lb] * ta
-            pb1 = htop[cb, lb] * ta
-            pb2 = htop[cb, la] * tb
+            pa1 = htop[_ix(ca), _ix(la)] * tb
+            pa2 = htop[_ix(ca), _ix(lb)] * ta
+            pb1 = htop[_ix(cb), _ix(lb)] * ta
+            pb2 = htop[_ix(cb), _ix(la)] * tb
             if prior > 0:
                 # OpenCV's window of 10 around the pair: 3x4 (rows above and below, the ends of
                 # the pair's row), or, vertically, its 4x3 whose middle rows read column x + 2,
@@ -483,11 +489,11 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
                 if vertical:
                     # Row y + 2 here is image column x + 2, which this pass has not reached yet.
                     if y + 2 < n_row:
-                        c1 = lab[(y + 2) * n_col + x]
-                        c2 = lab[(y + 2) * n_col + x + 1]
+                        c1 = lab[_ix((y + 2) * n_col + x)]
+                        c2 = lab[_ix((y + 2) * n_col + x + 1)]
                     else:  # past the last column: the first pixel of the next image rows
-                        c1 = lab[x + 1]
-                        c2 = lab[x + 2]
+                        c1 = lab[_ix(x + 1)]
+                        c2 = lab[_ix(x + 2)]
                 else:
                     c1 = a32
                     c2 = a33
@@ -498,8 +504,8 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
                     pa2 = pa2 * ta
                     pb1 = pb1 * ta
                     pb2 = pb2 * tb
-                pa1 = pa1 * ptab[na, nb]
-                pb1 = pb1 * ptab[nb, na]
+                pa1 = pa1 * ptab[_ix(na), _ix(nb)]
+                pb1 = pb1 * ptab[_ix(nb), _ix(na)]
             sa = _split_hf(a11, a12, a21, la, a31, a32)
             sb = _split_hb(a13, a14, lb, a24, a33, a34)
             win_a = pa2 > pa1
@@ -518,14 +524,14 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
             new = la if mv_b else lb
             c = cb if mv_b else ca
             m = one if moved else zero
-            htop[c, old] -= m
-            ttop[old] -= m
-            htop[c, new] += m
-            ttop[new] += m
+            htop[_ix(c), _ix(old)] -= m
+            ttop[_ix(old)] -= m
+            htop[_ix(c), _ix(new)] += m
+            ttop[_ix(new)] += m
             v = new if moved else old
-            lab[i] = v
-            moved_j[n_moved] = j
-            moved_v[n_moved] = v
+            lab[_ix(i)] = v
+            moved_j[_ix(n_moved)] = j
+            moved_v[_ix(n_moved)] = v
             n_moved += moved
             nxt = x + 1 + mv_b
     return n_moved
@@ -571,24 +577,24 @@ def _color_bins(image, n_bins):
     height, width, channels = image.shape
     q = np.empty(256, np.int32)
     for v in range(256):
-        q[v] = v * n_bins // 256
+        q[_ix(v)] = v * n_bins // 256
     bins = np.empty(height * width, np.int32)
     seen = np.zeros(n_bins**channels, np.int32)
     for y in range(height):
         for x in range(width):
             b = 0
             for c in range(channels):
-                b = b * n_bins + q[image[y, x, c]]
-            bins[y * width + x] = b
-            seen[b] = 1
+                b = b * n_bins + q[_ix(image[_ix(y), _ix(x), _ix(c)])]
+            bins[_ix(y * width + x)] = b
+            seen[_ix(b)] = 1
     # Ascending renumbering of the bins present.
     n_used = 0
     for b in range(len(seen)):
-        k = seen[b]
-        seen[b] = n_used
+        k = seen[_ix(b)]
+        seen[_ix(b)] = n_used
         n_used += k
     for i in range(height * width):
-        bins[i] = seen[bins[i]]
+        bins[_ix(i)] = seen[_ix(bins[_ix(i)])]
     return bins, n_used
 
 
