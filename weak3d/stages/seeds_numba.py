@@ -440,8 +440,6 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
     the move are computed without branches: both candidate moves read the same state, the
     outcome selects one, and a move that does not happen adds 0.0 to the (integer) counts.
     """
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
     n_moved = 0
     for y in range(1, n_row - 1):
         r0 = (y - 1) * n_col
@@ -517,23 +515,25 @@ def _sweep(lab, bins, htop, ttop, n_col, n_row, prior, ptab, forward, vertical, 
             else:
                 mv_b = sb & win_b
                 mv_a = sb & (not win_b) & sa & win_a
+            # The move as arithmetic on 0/1, not `a if c else b`: LLVM turns some of those selects
+            # back into branches.
             moved = mv_a | mv_b
-            i = ia + 1 if mv_b else ia
-            j = (x + 1) * n_row + y if mv_b else x * n_row + y
-            old = lb if mv_b else la
-            new = la if mv_b else lb
-            c = cb if mv_b else ca
-            m = one if moved else zero
+            ib = np.int64(mv_b)
+            i = ia + ib
+            old = la + (lb - la) * ib
+            new = lb + (la - lb) * ib
+            c = ca + (cb - ca) * ib
+            m = np.float32(moved)
             htop[_ix(c), _ix(old)] -= m
             ttop[_ix(old)] -= m
             htop[_ix(c), _ix(new)] += m
             ttop[_ix(new)] += m
-            v = new if moved else old
+            v = old + (new - old) * np.int64(moved)
             lab[_ix(i)] = v
-            moved_j[_ix(n_moved)] = j
+            moved_j[_ix(n_moved)] = (x + ib) * n_row + y
             moved_v[_ix(n_moved)] = v
             n_moved += moved
-            nxt = x + 1 + mv_b
+            nxt = x + 1 + ib
     return n_moved
 
 
