@@ -23,5 +23,7 @@ o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp
 mkdir -p /tmp/amd64/partial && apt-get $o update -qq
 (cd "$out/gl" && apt-get $o download libegl1 libglvnd0 libgl1 libglx0 libopengl0 libx11-6 libxcb1 \
   libxau6 libxdmcp6 libbsd0 libmd0 libxext6 libgomp1 libusb-1.0-0 libudev1)
+# Pure-binary pins of requirements.txt the image lacks (orjson: the table reader).
+python3 -m pip download -q --no-deps "${py312[@]}" -d "$out/whl" "$(grep '^orjson==' requirements.txt)"
 cp dev/lease/unpack.sh "$out/"
 du -sh "$out"
