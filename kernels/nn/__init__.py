@@ -1,6 +1,6 @@
 """Sparse layers (torchsparse.nn-like)."""
 
 from kernels.nn.conv import Conv3d
-from kernels.nn.modules import BatchNorm, LeakyReLU, ReLU, SyncBatchNorm
+from kernels.nn.modules import BatchNorm, DenseSyncBatchNorm, LeakyReLU, ReLU, SyncBatchNorm
 
-__all__ = ["BatchNorm", "Conv3d", "LeakyReLU", "ReLU", "SyncBatchNorm"]
+__all__ = ["BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm"]

@@ -44,53 +44,90 @@ class SyncBatchNorm(BatchNorm):
         Returns the converted module (`module` itself unless it is a `BatchNorm`). Call it before
         building the optimizer, which must see the same parameter objects.
         """
-        if type(module) is BatchNorm:
-            new = cls(
-                module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
-            )
-            # Share rather than copy, as torch's convert_sync_batchnorm does: devices and dtypes stay.
-            for name, param in module.named_parameters(recurse=False):
-                setattr(new, name, param)
-            for name, buffer in module.named_buffers(recurse=False):
-                setattr(new, name, buffer)
-            new.train(module.training)
-            return new
-        for name, child in module.named_children():
-            module.add_module(name, cls.convert(child))
-        return module
+        return _convert(module, (BatchNorm,), cls)
 
     def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
         if not (self.training and self.synchronize and _several_processes()):
             return super().forward(input)
-        return input.replace_feats(self._synced(input.feats))
+        return input.replace_feats(_synced_batch_norm(self, input.feats))
 
-    def _synced(self, x: torch.Tensor) -> torch.Tensor:
-        # Statistics in float32 at least: under autocast the features may arrive in half precision.
-        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        local = torch.cat([xf.sum(dim=0), xf.new_tensor([xf.shape[0]])])
-        total = _all_reduce_sum(local)
-        count = total[-1]
-        mean = total[:-1] / count
-        centred = xf - mean
-        var = _all_reduce_sum((centred * centred).sum(dim=0)) / count  # biased, as BatchNorm normalises
-        out = centred * torch.rsqrt(var + self.eps)
-        if self.affine:
-            out = out * self.weight + self.bias
-        if self.track_running_stats:
-            self._update_running_stats(mean.detach(), var.detach(), count.item())
-        return out.to(x.dtype)
 
-    @torch.no_grad()
-    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
-        # The same update as nn.BatchNorm1d (unbiased variance over the *global* voxel count).
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-        unbiased = var * (count / max(count - 1.0, 1.0))
-        self.running_mean.copy_(factor * mean + (1.0 - factor) * self.running_mean)
-        self.running_var.copy_(factor * unbiased + (1.0 - factor) * self.running_var)
+class DenseSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """`SyncBatchNorm`'s statistics for dense `(N, C, ...)` tensors: it stands in for
+    `nn.BatchNorm1d/2d/3d` (point transforms, projectors, an image branch) in multi-process
+    training, with the same parameters and buffers and the same fallbacks to plain BatchNorm."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # BatchNorm1d's signature
+        super().__init__(*args, **kwargs)
+        self.synchronize = True
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"DenseSyncBatchNorm expects (N, C, ...) input, got {input.dim()}D")
+
+    @classmethod
+    def convert(cls, module: nn.Module) -> nn.Module:
+        """Replace every dense `nn.BatchNorm1d/2d/3d` in `module` (not the sparse `BatchNorm`)."""
+        return _convert(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), cls)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.synchronize and _several_processes()):
+            return super().forward(input)
+        channels_last = input.movedim(1, -1)
+        rows = _synced_batch_norm(self, channels_last.reshape(-1, self.num_features))
+        return rows.reshape(channels_last.shape).movedim(-1, 1)
+
+
+def _convert(
+    module: nn.Module, types: tuple[type, ...], cls: type[nn.modules.batchnorm._BatchNorm]
+) -> nn.Module:
+    """`module` with every layer of exactly one of `types` replaced by `cls`, parameters shared."""
+    if type(module) in types:
+        bn = module
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)  # type: ignore[arg-type]
+        # Share rather than copy, as torch's convert_sync_batchnorm does: devices and dtypes stay.
+        for name, param in module.named_parameters(recurse=False):
+            setattr(new, name, param)
+        for name, buffer in module.named_buffers(recurse=False):
+            setattr(new, name, buffer)
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, _convert(child, types, cls))
+    return module
+
+
+def _synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Batch normalisation of the rows `x` (rows, C) with statistics over every process's rows."""
+    # Statistics in float32 at least: under autocast the features may arrive in half precision.
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    local = torch.cat([xf.sum(dim=0), xf.new_tensor([xf.shape[0]])])
+    total = _all_reduce_sum(local)
+    count = total[-1]
+    mean = total[:-1] / count
+    centred = xf - mean
+    var = _all_reduce_sum((centred * centred).sum(dim=0)) / count  # biased, as BatchNorm normalises
+    out = centred * torch.rsqrt(var + bn.eps)
+    if bn.affine:
+        out = out * bn.weight + bn.bias
+    if bn.track_running_stats:
+        _update_running_stats(bn, mean.detach(), var.detach(), count.item())
+    return out.to(x.dtype)
+
+
+@torch.no_grad()
+def _update_running_stats(
+    bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: float
+) -> None:
+    # The same update as nn.BatchNorm1d (unbiased variance over the *global* row count).
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            factor = 1.0 / float(bn.num_batches_tracked)
+    unbiased = var * (count / max(count - 1.0, 1.0))
+    bn.running_mean.copy_(factor * mean + (1.0 - factor) * bn.running_mean)  # type: ignore[operator]
+    bn.running_var.copy_(factor * unbiased + (1.0 - factor) * bn.running_var)  # type: ignore[operator]
 
 
 def _several_processes() -> bool:

@@ -10,15 +10,18 @@ batch B, up to float32 rounding:
 * Data: every process draws the same batch order (same seed), builds only its contiguous share
   of each global batch, and advances the augmentation generator past the other shares, so each
   keyframe gets the augmentation it gets in a single process (`shard_batch`).
-* Network: the sparse network treats the keyframes of a batch independently except in
-  BatchNorm, which `wrap` replaces by `kernels.nn.SyncBatchNorm` (statistics over every process).
+* Network: the networks treat the keyframes of a batch independently except in BatchNorm, which
+  `wrap` replaces by `kernels.nn.SyncBatchNorm` (sparse) and `DenseSyncBatchNorm` (point
+  transforms, projectors, the image branch of iupc): statistics over every process.
 * Loss: the IUPC losses are not sums of per-process parts: CE and the candidate-set term are
   means over the labelled points of the whole batch, and Lovasz-softmax sorts the errors of the
   whole batch. Averaging per-process losses (what DDP does by default) weights points by
   1 / (points of their process) and computes Lovasz on part-batches. So each process gathers the
   per-voxel logits and targets of the whole batch and computes the loss of the whole batch,
   the same on every process; the gather's backward hands each process the gradient of its own
-  rows, scaled by the process count to undo DDP's gradient averaging (`Shard.gather`).
+  rows, scaled by the process count to undo DDP's gradient averaging (`Shard.gather`). The iupc
+  step gathers its 2D logits and both embeddings as well, so the association pairs the clicked
+  points and superpixel points of the whole batch, as one process does (`Shard.gather_rows`).
 * A global batch with fewer keyframes than processes (the last of an epoch, say) is run whole by
   every process with local BatchNorm statistics and a local loss: each computes the
   single-process step itself.
@@ -33,7 +36,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -42,7 +45,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from kernels.nn import SyncBatchNorm
+from kernels.nn import DenseSyncBatchNorm, SyncBatchNorm
 from weak3d.train.data import Batch, Keyframe, _yaw_scale, make_batch
 
 log = logging.getLogger(__name__)
@@ -112,33 +115,39 @@ def skip_augmentation(rng: np.random.Generator, n_frames: int) -> None:
         _yaw_scale(np.zeros((1, 3)), rng)
 
 
-def wrap(model: nn.Module) -> nn.Module:
+SYNCED_NORMS = (SyncBatchNorm, DenseSyncBatchNorm)
+
+
+def wrap(model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
     """The module to train: `model` itself in one process, else DDP around it with synced BatchNorm.
 
     `model` is converted in place (same state-dict keys), so save, load and evaluate `model` and
     only run training forwards through the returned wrapper. Call before building the optimizer.
+    `find_unused_parameters`: some parameters get no gradient in some steps (iupc's projectors
+    without the association loss, its 2D head in no mode but all).
     """
     if world_size() == 1:
         return model
     SyncBatchNorm.convert(model)
-    dense = [
+    DenseSyncBatchNorm.convert(model)
+    unsynced = [
         name
         for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, SyncBatchNorm)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, SYNCED_NORMS)
     ]
-    if dense:
-        log.warning("BatchNorm layers not synchronised across processes: %s", ", ".join(dense))
+    if unsynced:
+        log.warning("BatchNorm layers not synchronised across processes: %s", ", ".join(unsynced))
     # The input is a SparseTensor already on this process's device: no device_ids, so DDP does not
     # try to move it. Buffers (BatchNorm statistics) are broadcast from rank 0 at every forward, so
     # the processes can never drift apart, even by rounding.
-    return nn.parallel.DistributedDataParallel(model)
+    return nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
 
 
 @dataclass
 class Shard:
     """This process's part of one global batch."""
 
-    batch: Batch  # the keyframes this process runs (all of them for a replicated step)
+    batch: Any  # Batch or CameraBatch: the keyframes this process runs (all of them if replicated)
     replicated: bool  # every process runs the whole batch (one process, or fewer keyframes than processes)
 
     @contextlib.contextmanager
@@ -149,7 +158,7 @@ class Shard:
         still averaged by DDP: they are equal on every process already, and averaging keeps the
         weights identical even where a GPU kernel's rounding is not deterministic.
         """
-        synced = [m for m in net.modules() if isinstance(m, SyncBatchNorm)] if self.replicated else []
+        synced = [m for m in net.modules() if isinstance(m, SYNCED_NORMS)] if self.replicated else []
         for m in synced:
             m.synchronize = False
         try:
@@ -167,25 +176,49 @@ class Shard:
         """
         if self.replicated:
             return logits, batch
-        # Row counts and target keys in one small collective; a key missing on any process is
-        # dropped, as make_batch drops a key some keyframe lacks.
+        # A key missing on any process is dropped, as make_batch drops a key some keyframe lacks.
         info: list[Any] = [None] * world_size()
-        dist.all_gather_object(info, (logits.shape[0], sorted(batch.targets)))
-        counts = [n for n, _ in info]
-        keys = sorted(set.intersection(*(set(k) for _, k in info)))
-        targets = {k: _all_gather_rows(batch.targets[k], counts) for k in keys}
-        return _GatherRows.apply(logits, counts), replace(batch, targets=targets)
+        dist.all_gather_object(info, sorted(batch.targets))
+        keys = sorted(set.intersection(*map(set, info)))
+        gathered = self.gather_rows(logits, *(batch.targets[k] for k in keys))
+        return gathered[0], replace(batch, targets=dict(zip(keys, gathered[1:], strict=True)))
+
+    def gather_rows(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Per-voxel tensors of this process (same row count) as the whole batch's, in rank order.
+
+        Differentiable: the backward of a gathered tensor is as `gather` describes. Identity for
+        a replicated step.
+        """
+        if self.replicated:
+            return list(tensors)
+        counts: list[Any] = [None] * world_size()
+        dist.all_gather_object(counts, tensors[0].shape[0])
+        return [_GatherRows.apply(x, counts) for x in tensors]
 
 
-def shard_batch(frames: list[Keyframe], voxel_size: float, rng: np.random.Generator) -> Shard:
-    """Build this process's share of the global batch `frames`, keeping `rng` in step everywhere."""
+def shard_batch(
+    frames: list[Keyframe],
+    voxel_size: float,
+    rng: np.random.Generator,
+    build: Callable[[list[Keyframe], np.random.Generator], Any] | None = None,
+) -> Shard:
+    """Build this process's share of the global batch `frames`, keeping `rng` in step everywhere.
+
+    `build(frames, rng)` makes the batch (default: `make_batch` with augmentation); it must draw
+    from `rng` only as `make_batch` does (`make_camera_batch` does).
+    """
+    if build is None:
+
+        def build(part: list[Keyframe], generator: np.random.Generator) -> Batch:
+            return make_batch(part, voxel_size, rng=generator, augment=True)
+
     world = world_size()
     if len(frames) < world or world == 1:
-        return Shard(make_batch(frames, voxel_size, rng=rng, augment=True), replicated=True)
+        return Shard(build(frames, rng), replicated=True)
     bounds = _bounds(len(frames), world)
     lo, hi = bounds[rank()], bounds[rank() + 1]
     skip_augmentation(rng, lo)
-    batch = make_batch(frames[lo:hi], voxel_size, rng=rng, augment=True)
+    batch = build(frames[lo:hi], rng)
     skip_augmentation(rng, len(frames) - hi)
     return Shard(batch, replicated=False)
 

@@ -10,11 +10,14 @@ fully supervised baseline: CE + Lovasz on all labels for both branches.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from weak3d.losses import IUPCLossConfig, ce_lovasz, iupc_total_loss
 from weak3d.models.iupc import IUPCNet, IUPCOutput
+from weak3d.train import distributed
 from weak3d.train.data import Keyframe
 from weak3d.train.iupc_data import CameraBatch, CameraKeyframe, make_camera_batch
 
@@ -58,7 +61,7 @@ def iupc_loss(
 
 
 def iupc_step_loss(
-    model: torch.nn.Module,
+    net: torch.nn.Module,
     frames: list[Keyframe],
     mode: str,
     voxel_size: float,
@@ -67,12 +70,25 @@ def iupc_step_loss(
     use_amp: bool,
     association: bool = True,
 ) -> torch.Tensor:
-    """Build an augmented batch, run the network (under autocast if asked), return the loss."""
-    image_size = unwrap(model).input_size
-    batch = make_camera_batch(frames, voxel_size, image_size, rng=rng, augment=True).to(device)  # type: ignore[arg-type]
-    with torch.autocast(device.type, enabled=use_amp):
-        out = model(batch.batch.tensor, batch.cameras)
-    loss, _ = iupc_loss(out, batch, mode, association)
+    """Build this process's share of an augmented batch, run `net` (the DDP wrapper when there are
+    several processes) under autocast if asked, and return the loss of the whole global batch."""
+    image_size = unwrap(net).input_size
+
+    def build(part: list[Keyframe], generator: np.random.Generator) -> CameraBatch:
+        return make_camera_batch(part, voxel_size, image_size, rng=generator, augment=True)  # type: ignore[arg-type]
+
+    shard = distributed.shard_batch(frames, voxel_size, rng, build)
+    batch: CameraBatch = shard.batch.to(device)
+    with torch.autocast(device.type, enabled=use_amp), shard.context(net):
+        out = net(batch.batch.tensor, batch.cameras)
+    # Every term is a whole-batch quantity (means over labelled points, Lovasz sorts, the
+    # association between all clicked and all superpixel points), so gather the rows first.
+    targets = sorted(batch.batch.targets)
+    rows = [out.x_vox.float(), out.x_pix.float(), out.emb_3d.float(), out.emb_2d.float(), batch.assoc_target]
+    gathered = shard.gather_rows(*rows, *(batch.batch.targets[k] for k in targets))
+    out = IUPCOutput(*gathered[:4], features=out.features)
+    whole = replace(batch.batch, targets=dict(zip(targets, gathered[5:], strict=True)))
+    loss, _ = iupc_loss(out, replace(batch, batch=whole, assoc_target=gathered[4]), mode, association)
     return loss
 
 

@@ -109,14 +109,12 @@ def train(
     """
     if mode not in MODES:
         raise ValueError(f"training mode '{mode}' is not one of {MODES}")
-    if cfg.model == "iupc" and distributed.world_size() > 1:
-        raise NotImplementedError("several processes: the iupc step does not shard its batch yet (issue #7)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg.model, cr=cfg.cr, image_weights=cfg.image_weights, image_size=cfg.image_size)
     model = model.to(device)
     # Several processes (torchrun): DDP with synced BatchNorm; `model` itself in one process.
-    net = distributed.wrap(model)
+    net = distributed.wrap(model, find_unused_parameters=cfg.model == "iupc")
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
@@ -148,7 +146,7 @@ def train(
         for frames in batches(train_frames, cfg.batch_size, rng):
             if cfg.model == "iupc":
                 loss = iupc_step_loss(
-                    model, frames, mode, cfg.voxel_size, rng, device, use_amp, cfg.association
+                    net, frames, mode, cfg.voxel_size, rng, device, use_amp, cfg.association
                 )
             else:
                 shard = distributed.shard_batch(frames, cfg.voxel_size, rng)  # this process's keyframes
