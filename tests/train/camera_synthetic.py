@@ -9,18 +9,12 @@ import numpy as np
 from PIL import Image
 
 from tests.train.synthetic import toy_keyframe
+from weak3d.datasets.camera import CAMERAS
 from weak3d.train.data import Keyframe
 from weak3d.train.iupc_data import CameraKeyframe
 
 # weak3d's camera order (the devkit's), which differs from the seed's.
-CAMERA_NAMES = [
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-]
+CAMERA_NAMES = list(CAMERAS)
 WIDTH, HEIGHT = 160, 90  # the "full-resolution" images of the test world
 SP_SHAPE = (9, 16)  # superpixel maps: 10x10-pixel blocks, ids row-major within each camera
 
