@@ -9,6 +9,10 @@ import filecmp
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +157,43 @@ def test_kernel_code_edit_reruns_training_esteps_and_evaluation(tiny_run: Path) 
 
 def test_restored_code_reruns_nothing(tiny_run: Path) -> None:
     """After the edits above are undone (bytes and mtime), the DAG is complete again."""
+    assert snakemake(tiny_run, ["all"], dryrun=True) == []
+
+
+def test_killed_run_leaves_no_complete_looking_output_and_reruns_incomplete(tiny_run: Path) -> None:
+    """SIGKILL snakemake and its job mid-E-step; `--rerun-incomplete` then completes the DAG."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    pseudo = tiny_run / "results" / "nusc" / "iter1" / "pseudo"
+    marker_dir = tiny_run / ".snakemake" / "incomplete"
+    forced = [*command, "--forcerun", "estep", "--", "all"]
+    run = subprocess.Popen(
+        forced,
+        cwd=tiny_run,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill as soon as Snakemake has marked a job's outputs incomplete, i.e. the job has started.
+    deadline = time.time() + 120
+    while not (marker_dir.is_dir() and any(marker_dir.iterdir())):
+        assert run.poll() is None and time.time() < deadline, "the E-step never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the job (its Python alone takes longer to start)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    # The job's output is absent, not partial: outputs are renamed into place only when complete.
+    assert not pseudo.exists()
+    # The killed Snakemake leaves its lock behind: the user's recipe is --unlock, then the same
+    # command with --rerun-incomplete. (Without the forced rerun Snakemake would call the DAG
+    # complete: the E-step's consumers are up to date, and a missing intermediate is not rebuilt.)
+    unlock = subprocess.run([*command, "--unlock"], cwd=tiny_run, capture_output=True, text=True)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+    finished = subprocess.run(
+        [*forced[:-2], "--rerun-incomplete", "--", "all"], cwd=tiny_run, capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (pseudo / "quality.json").is_file()
+    assert not any(marker_dir.iterdir())
     assert snakemake(tiny_run, ["all"], dryrun=True) == []
 
 
