@@ -30,8 +30,6 @@ from weak3d.train.iupc_data import load_camera_keyframes, make_camera_batch  # n
 from weak3d.train.iupc_step import iupc_loss  # noqa: E402
 from weak3d.train.loop import lr_factor  # noqa: E402
 
-GROUPS = {"seg": ("sp_", "pp_"), "neg": ("neg_",), "assoc": ("walker", "visit")}
-
 
 def _grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)

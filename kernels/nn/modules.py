@@ -83,8 +83,9 @@ def _convert(
 ) -> nn.Module:
     """`module` with every layer of exactly one of `types` replaced by `cls`, parameters shared."""
     if type(module) in types:
-        bn = module
-        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)  # type: ignore[arg-type]
+        new = cls(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats  # type: ignore[arg-type]
+        )
         # Share rather than copy, as torch's convert_sync_batchnorm does: devices and dtypes stay.
         for name, param in module.named_parameters(recurse=False):
             setattr(new, name, param)

@@ -83,12 +83,12 @@ def iupc_step_loss(
         out = net(batch.batch.tensor, batch.cameras)
     # Every term is a whole-batch quantity (means over labelled points, Lovasz sorts, the
     # association between all clicked and all superpixel points), so gather the rows first.
-    targets = sorted(batch.batch.targets)
-    rows = [out.x_vox.float(), out.x_pix.float(), out.emb_3d.float(), out.emb_2d.float(), batch.assoc_target]
-    gathered = shard.gather_rows(*rows, *(batch.batch.targets[k] for k in targets))
-    out = IUPCOutput(*gathered[:4], features=out.features)
-    whole = replace(batch.batch, targets=dict(zip(targets, gathered[5:], strict=True)))
-    loss, _ = iupc_loss(out, replace(batch, batch=whole, assoc_target=gathered[4]), mode, association)
+    x_vox, whole = shard.gather(out.x_vox.float(), batch.batch)
+    x_pix, emb_3d, emb_2d, assoc_target = shard.gather_rows(
+        out.x_pix.float(), out.emb_3d.float(), out.emb_2d.float(), batch.assoc_target
+    )
+    out = IUPCOutput(x_vox, x_pix, emb_3d, emb_2d, features=out.features)
+    loss, _ = iupc_loss(out, replace(batch, batch=whole, assoc_target=assoc_target), mode, association)
     return loss
 
 
