@@ -1,6 +1,7 @@
 """Where the time of a MinkUNet inference / training step goes with the Triton backend (GPU).
 
     python bench/profile_minkunet.py --scan .benchdata/<sweep>.pcd.bin [--voxel 0.05] [--points dense64]
+        [--cprofile]
 
 Prints host time (enqueue only) against wall time, and torch.profiler's top operators by CPU and
 by device time, for the inputs of bench/spconv_compare.py.
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--voxel", type=float, default=0.05)
     parser.add_argument("--points", choices=("nuscenes", "dense64"), default="nuscenes")
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--cprofile", action="store_true", help="also Python's profile of the host code")
     args = parser.parse_args()
     points = load_points(args.scan)
     if args.points == "dense64":
@@ -79,6 +81,19 @@ def main() -> None:
             for i in range(4):
                 fn(i)
             torch.cuda.synchronize()
+        if args.cprofile:  # which Python functions the host time goes to
+            import cProfile
+            import pstats
+
+            torch.cuda.synchronize()
+            py_prof = cProfile.Profile()
+            py_prof.enable()
+            for i in range(8):
+                fn(i)
+            torch.cuda.synchronize()
+            py_prof.disable()
+            print(f"-- cProfile, 8 x {name}, by own time", flush=True)
+            pstats.Stats(py_prof).sort_stats("tottime").print_stats(args.rows)
         table = prof.key_averages()
         print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows), flush=True)
         print(table.table(sort_by="self_cuda_time_total", row_limit=args.rows), flush=True)

@@ -8,7 +8,7 @@ from kernels.kmap import KernelMap
 from kernels.reference import ReferenceBackend
 from kernels.tensor import Stride
 from kernels.triton import kmap as gpu_kmap
-from kernels.triton.conv import TritonConvFunction
+from kernels.triton.conv import TritonConvFunction, conv_forward
 
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -45,7 +45,9 @@ class TritonBackend:
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else feats.dtype
         if not isinstance(kmap, gpu_kmap.GPUKernelMap) or dtype not in _TRITON_DTYPES:
             return self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
-        return TritonConvFunction.apply(feats, weight, kmap)
+        if torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
+            return TritonConvFunction.apply(feats, weight, kmap)
+        return conv_forward(feats, weight, kmap)  # inference: no autograd node to build
 
     def voxelize(self, point_feats: torch.Tensor, voxel_index: torch.Tensor, n_voxels: int) -> torch.Tensor:
         return self._reference.voxelize(point_feats, voxel_index, n_voxels)

@@ -12,14 +12,37 @@ from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
 from kernels.triton.launch import Launcher
 
-_SM_TARGET = 264  # weight gradient: programs wanted (two per H100/H200 multiprocessor)
-_SPLIT_BUFFER_BYTES = 32 << 20  # deterministic mode: room for the splits' partial sums
+_PROGRAMS_PER_SM = 2  # weight gradient: stream-K programs wanted per multiprocessor
 _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
+_WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
+_SM_COUNT: dict[int, int] = {}
 
 
 def _pow2(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":  # the Triton interpreter (TRITON_INTERPRET=1) on CPU tensors
+        return 4
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def gemm_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
+    """Tile shape and warps of the implicit GEMM (16-bit `wide` inputs take larger K tiles)."""
+    block_n = _pow2(c_out, 16, 128 if wide else 64)
+    return {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 64 if wide else 32),
+            "num_warps": 8 if block_n >= 128 else 4}
+
+
+def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
+    """Cin x Cout tile, pairs per step and warps of the weight gradient."""
+    return {"BLOCK_I": _pow2(c_in, 16, 64), "BLOCK_O": _pow2(c_out, 16, 64), "BLOCK_P": 64 if wide else 32,
+            "num_warps": 4}
 
 
 def implicit_gemm(
@@ -36,59 +59,70 @@ def implicit_gemm(
     y = torch.empty(n_rows, c_out, dtype=x.dtype, device=x.device)
     if n_rows == 0:
         return y
-    wide = x.dtype != torch.float32
-    block_n = _pow2(c_out, 16, 128 if wide else 64)
-    block_k = _pow2(c_in, 16, 64 if wide else 32)
-    block_m = 64
-    grid = (triton.cdiv(n_rows, block_m), triton.cdiv(c_out, block_n))
+    config = gemm_config(c_in, c_out, x.dtype != torch.float32)
+    grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]))
+    if side.sorted_table is not None:
+        table, perm, mask = side.sorted_table, side.perm, side.sorted_mask
+    else:
+        table = perm = mask = side.table
     _IMPLICIT_GEMM(
         grid,
-        x, weight, y, side.table, side.perm if side.perm is not None else side.table,
+        x, weight, y, table, perm, mask,
         n_rows, c_in, c_out, s_wk, s_wi, s_wo,
-        K=volume, FLIP=side.flip, HAS_PERM=side.perm is not None, PRECISION=settings.dot_precision(x.dtype),
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=8 if block_n >= 128 else 4,
+        K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None,
+        PRECISION=settings.dot_precision(x.dtype), **config,
     )
     return y
 
 
 def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: int) -> torch.Tensor:
-    """dW [K, Cin, Cout] in fp32."""
-    rows, counts, rows_are_out = kmap.offset_lists()
-    table = kmap._state.forward.table
+    """dW [K, Cin, Cout] in fp32, stream-K over the pairs of all offsets (deterministic)."""
+    rows, others, starts, rows_are_out = kmap.offset_lists()
+    n_rows = rows.shape[1]
     c_in, c_out = x.shape[1], dy.shape[1]
-    wide = x.dtype != torch.float32
-    block_i = _pow2(c_in, 16, 64)
-    block_o = _pow2(c_out, 16, 64)
-    block_p = 64 if wide else 32
+    config = weight_grad_config(c_in, c_out, x.dtype != torch.float32)
+    block_i, block_o, block_p = config["BLOCK_I"], config["BLOCK_O"], config["BLOCK_P"]
     tiles_out = triton.cdiv(c_out, block_o)
-    tiles = volume * triton.cdiv(c_in, block_i) * tiles_out
-    n_rows = table.shape[0]
-    # Split the pair lists until there are ~2 programs per multiprocessor. (Splitting further, to
-    # <= 512 pairs per program, measured 2x slower at C >= 128 on an H200: the splits' atomics on
-    # one tile serialise. See kernels/README.md.)
-    splits = max(1, min(triton.cdiv(_SM_TARGET, tiles), n_rows // (4 * block_p)))
-    deterministic = settings.deterministic()
-    if deterministic:  # partial sums kept apart: bound their memory
-        splits = max(1, min(splits, _SPLIT_BUFFER_BYTES // (4 * volume * c_in * c_out)))
-    atomic = not deterministic and splits > 1
-    if atomic:
-        out = torch.zeros(volume, c_in, c_out, dtype=torch.float32, device=x.device)
-    else:
-        out = torch.empty(splits, volume, c_in, c_out, dtype=torch.float32, device=x.device)
-    if n_rows:
-        _WEIGHT_GRAD(
-            (volume, splits, tiles),
-            x, dy, table, rows, counts, out,
-            n_rows, c_in, c_out, splits, tiles_out,
-            K=volume, ROWS_ARE_OUT=rows_are_out, ATOMIC=atomic, PRECISION=settings.dot_precision(x.dtype),
-            BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, num_warps=4,
-        )
-    else:
-        out.zero_()
-    if atomic:
-        return out
-    # Fixed-order sum over the splits: bit-identical across runs.
-    return out[0] if splits == 1 else out.sum(dim=0)
+    tiles = triton.cdiv(c_in, block_i) * tiles_out
+    if n_rows == 0:
+        return torch.zeros(volume, c_in, c_out, dtype=torch.float32, device=x.device)
+    out = torch.empty(volume, c_in, c_out, dtype=torch.float32, device=x.device)
+    # Enough segments for ~2 programs per multiprocessor; none shorter than 2 steps of a lone row
+    # set (the pair count, on the device, is not known here).
+    wanted = triton.cdiv(_PROGRAMS_PER_SM * _sm_count(x.device), tiles)
+    programs = max(1, min(wanted, n_rows // (2 * block_p)))
+    partial = torch.empty(programs, 2, c_in, c_out, dtype=torch.float32, device=x.device)
+    precision = settings.dot_precision(x.dtype)
+    _WEIGHT_GRAD(
+        (programs, tiles),
+        x, dy, rows, others, starts, out, partial,
+        n_rows, c_in, c_out, programs, tiles_out,
+        K=volume, K_POW2=triton.next_power_of_2(volume + 1), ROWS_ARE_OUT=rows_are_out,
+        PRECISION=precision, **config,
+    )
+    _WEIGHT_GRAD_FIXUP(
+        (volume, tiles),
+        starts, out, partial, programs, c_in, c_out, tiles_out,
+        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, num_warps=4,
+    )
+    return out
+
+
+def _compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    device = feats.device.type
+    if torch.is_autocast_enabled(device):
+        # As the reference: compute in the autocast dtype; the engine casts gradients back.
+        dtype = torch.get_autocast_dtype(device)
+        feats, weight = feats.to(dtype), weight.to(dtype)
+    if feats.dtype != weight.dtype:
+        raise TypeError(f"sparse conv: features are {feats.dtype} but the weight is {weight.dtype}")
+    return feats.contiguous(), weight
+
+
+def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap) -> torch.Tensor:
+    """The forward convolution alone (no autograd graph), in the autocast dtype if one is active."""
+    feats, weight = _compute_dtype(feats, weight)
+    return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False)
 
 
 class TritonConvFunction(torch.autograd.Function):
@@ -96,14 +130,8 @@ class TritonConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap) -> torch.Tensor:
-        device = feats.device.type
-        if torch.is_autocast_enabled(device):
-            # As the reference: compute in the autocast dtype; the engine casts gradients back.
-            dtype = torch.get_autocast_dtype(device)
-            feats, weight = feats.to(dtype), weight.to(dtype)
-        if feats.dtype != weight.dtype:
-            raise TypeError(f"sparse conv: features are {feats.dtype} but the weight is {weight.dtype}")
-        feats = feats.contiguous()
+        ctx.weight_dtype = weight.dtype  # the gradient goes back in it, straight from fp32
+        feats, weight = _compute_dtype(feats, weight)
         ctx.kmap = kmap
         ctx.save_for_backward(feats, weight)
         return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False)
@@ -117,5 +145,5 @@ class TritonConvFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_feats = implicit_gemm(grad_out, weight, kmap.input_side(), transpose_weight=True)
         if ctx.needs_input_grad[1]:
-            grad_weight = weight_grad(feats, grad_out, kmap, weight.shape[0]).to(weight.dtype)
+            grad_weight = weight_grad(feats, grad_out, kmap, weight.shape[0]).to(ctx.weight_dtype)
         return grad_feats, grad_weight, None

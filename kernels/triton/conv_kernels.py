@@ -1,16 +1,21 @@
 """Triton kernels of sparse convolution: implicit GEMM (forward and input gradient), weight gradient.
 
-Implicit GEMM, output-stationary: a program owns BLOCK_M output rows (taken in neighbour-mask
-order, so its rows need mostly the same offsets) x BLOCK_N output channels. For each offset it
-skips the whole step when none of its rows has that neighbour; otherwise it gathers the
-neighbours' feature rows straight from global memory (fused gather, no gathered copy) and
-accumulates `A_k @ W_k` in fp32. Each output element is written once by one program and the
-offsets are summed in a fixed order: deterministic without atomics.
+Implicit GEMM, output-stationary: a program owns BLOCK_M output rows x BLOCK_N output channels.
+With a neighbour bitmask per row the rows come in mask order (the map side stores its table
+permuted into that order and transposed, `[K, n]`, so a tile's column is one contiguous load), and
+the OR of the tile's masks says which offsets any of its rows has: the other offsets cost no
+memory access at all. For each present offset the tile gathers the neighbours' feature rows
+straight from global memory (fused gather: no gathered copy) and accumulates `A_k @ W_k` in fp32.
+Each output element is written once by one program, offsets summed in a fixed order:
+deterministic without atomics.
 
-Weight gradient: dW[k] = sum over the pairs (i, o) of offset k of x[i]^T dy[o]. A program owns
-(offset k, one split of k's pair list, one Cin x Cout tile); the splits' fp32 partial sums are
-either added with atomics (fast mode) or written apart and summed in a fixed order (deterministic
-mode).
+Weight gradient, stream-K: dW[k] = sum over the pairs (i, o) of offset k of x[i]^T dy[o]. The
+pairs of all offsets, concatenated offset after offset, are cut into `n_programs` equal segments;
+a program owns (segment, Cin x Cout tile), walks its pairs and flushes one partial sum per offset
+it touches. An offset wholly inside one segment is stored straight into dW; the (at most two)
+offsets a segment shares with its neighbours go to a partial buffer that a second kernel sums in
+segment order. Balanced whatever the offsets' sizes (a submanifold centre offset holds every row),
+no atomics, deterministic.
 """
 
 from __future__ import annotations
@@ -19,22 +24,50 @@ import triton
 import triton.language as tl
 
 
+@triton.jit
+def _bit_or(a, b):
+    return a | b
+
+
+@triton.jit
+def _gather_dot(acc, index, x_ptr, w_ptr, c_in, stride_wi, stride_wo, cols, col_ok,
+                PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc += x[index] @ W (rows with index -1 read zeros), W [Cin, Cout] at w_ptr."""
+    has = index >= 0
+    src = tl.where(has, index, 0).to(tl.int64) * c_in
+    for c0 in range(0, c_in, BLOCK_K):
+        ck = c0 + tl.arange(0, BLOCK_K)
+        ck_ok = ck < c_in
+        a = tl.load(x_ptr + src[:, None] + ck[None, :], mask=has[:, None] & ck_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + ck[:, None] * stride_wi + cols[None, :] * stride_wo,
+                    mask=ck_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = tl.dot(a, w, acc, input_precision=PRECISION)
+    return acc
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_kernel(
-    x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr,
+    x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo,
-    K: tl.constexpr, FLIP: tl.constexpr, HAS_PERM: tl.constexpr, PRECISION: tl.constexpr,
+    K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """y[r] = sum_k x[table[r, k]] @ W[k] (table -1: no neighbour); FLIP reads table[r, K-1-k]."""
+    """y[rows] = sum_k x[table[k, slot]] @ W[k] (table entry -1: no neighbour).
+
+    SORTED: table is `[K, n]` in mask order, perm[slot] is the output row of a slot and mask[slot]
+    its neighbour bitmask. Else table is `[n, K]` in row order (no masks: wide kernels).
+    FLIP reads the table's column K-1-k for weight row k.
+    """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = slots < n_rows
-    if HAS_PERM:
+    if SORTED:
         rows = tl.load(perm_ptr + slots, mask=row_ok, other=0).to(tl.int64)
+        tile_mask = tl.reduce(tl.load(mask_ptr + slots, mask=row_ok, other=0), 0, _bit_or)
     else:
         rows = slots.to(tl.int64)
+        tile_mask = 0  # unused
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
@@ -43,70 +76,114 @@ def implicit_gemm_kernel(
             column = K - 1 - k
         else:
             column = k
-        index = tl.load(table_ptr + rows * K + column, mask=row_ok, other=-1)
-        if tl.max(index, axis=0) >= 0:  # skip offsets no row of this tile has
-            has = index >= 0
-            src = tl.where(has, index, 0).to(tl.int64) * c_in
-            for c0 in range(0, c_in, BLOCK_K):
-                ck = c0 + tl.arange(0, BLOCK_K)
-                ck_ok = ck < c_in
-                a = tl.load(x_ptr + src[:, None] + ck[None, :], mask=has[:, None] & ck_ok[None, :], other=0.0)
-                w = tl.load(
-                    w_ptr + k * stride_wk + ck[:, None] * stride_wi + cols[None, :] * stride_wo,
-                    mask=ck_ok[:, None] & col_ok[None, :], other=0.0,
-                )
-                acc = tl.dot(a, w, acc, input_precision=PRECISION)
+        if SORTED:
+            if ((tile_mask >> column) & 1) != 0:  # offsets no row of this tile has cost nothing
+                index = tl.load(table_ptr + column * n_rows + slots, mask=row_ok, other=-1)
+                acc = _gather_dot(acc, index, x_ptr, w_ptr + k * stride_wk, c_in, stride_wi, stride_wo,
+                                  cols, col_ok, PRECISION, BLOCK_K)
+        else:
+            index = tl.load(table_ptr + rows * K + column, mask=row_ok, other=-1)
+            if tl.max(index, axis=0) >= 0:
+                acc = _gather_dot(acc, index, x_ptr, w_ptr + k * stride_wk, c_in, stride_wi, stride_wo,
+                                  cols, col_ok, PRECISION, BLOCK_K)
     out = y_ptr + rows[:, None] * c_out + cols[None, :]
     tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
-@triton.jit(do_not_specialize=["n_rows", "n_splits"])
+@triton.jit
+def _segment(starts_ptr, n_programs, K: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Length of one segment of the concatenated pair lists (a multiple of BLOCK_P)."""
+    total = tl.load(starts_ptr + K)
+    return tl.cdiv(tl.cdiv(total, n_programs), BLOCK_P) * BLOCK_P, total
+
+
+@triton.jit(do_not_specialize=["n_rows", "n_programs"])
 def weight_grad_kernel(
-    x_ptr, dy_ptr, table_ptr, lists_ptr, counts_ptr, out_ptr,
-    n_rows, c_in, c_out, n_splits, tiles_out,
-    K: tl.constexpr, ROWS_ARE_OUT: tl.constexpr, ATOMIC: tl.constexpr, PRECISION: tl.constexpr,
+    x_ptr, dy_ptr, rows_ptr, others_ptr, starts_ptr, out_ptr, part_ptr,
+    n_rows, c_in, c_out, n_programs, tiles_out,
+    K: tl.constexpr, K_POW2: tl.constexpr, ROWS_ARE_OUT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    """Partial dW[k][tile] over one split of offset k's rows.
+    """Partial dW over one segment of the pair lists, for one Cin x Cout tile.
 
-    lists[k, :counts[k]] are the rows r of `table` with table[r, k] >= 0; a pair is
-    (r, table[r, k]) = (output, input) if ROWS_ARE_OUT else (input, output).
-    ATOMIC: add into out[K, Cin, Cout]; else write out[split, K, Cin, Cout].
+    Offset k's pairs are (rows[k, j], others[k, j]) for j < starts[k+1] - starts[k]: (output,
+    input) if ROWS_ARE_OUT else (input, output). Offsets wholly inside the segment go to
+    out[K, Cin, Cout]; a shared one to part[program, 0] (it holds the segment's start) or
+    part[program, 1] (it runs past the segment's end).
     """
-    k = tl.program_id(0)
-    split = tl.program_id(1)
-    tile = tl.program_id(2)
+    program = tl.program_id(0)
+    tile = tl.program_id(1)
     ti = tile // tiles_out
     to = tile % tiles_out
-    count = tl.load(counts_ptr + k)
-    chunk = tl.cdiv(tl.cdiv(count, n_splits), BLOCK_P) * BLOCK_P
-    start = split * chunk
-    end = tl.minimum(start + chunk, count)
     ci = ti * BLOCK_I + tl.arange(0, BLOCK_I)
     co = to * BLOCK_O + tl.arange(0, BLOCK_O)
     ci_ok = ci < c_in
     co_ok = co < c_out
-    acc = tl.zeros([BLOCK_I, BLOCK_O], dtype=tl.float32)
-    for p0 in range(start, end, BLOCK_P):
-        p = p0 + tl.arange(0, BLOCK_P)
-        p_ok = p < end
-        r = tl.load(lists_ptr + k.to(tl.int64) * n_rows + p, mask=p_ok, other=0).to(tl.int64)
-        other = tl.load(table_ptr + r * K + k, mask=p_ok, other=0).to(tl.int64)
-        if ROWS_ARE_OUT:
-            x_rows = other
-            y_rows = r
-        else:
-            x_rows = r
-            y_rows = other
-        x_mask = p_ok[:, None] & ci_ok[None, :]
-        y_mask = p_ok[:, None] & co_ok[None, :]
-        xa = tl.load(x_ptr + x_rows[:, None] * c_in + ci[None, :], mask=x_mask, other=0.0)
-        yb = tl.load(dy_ptr + y_rows[:, None] * c_out + co[None, :], mask=y_mask, other=0.0)
-        acc = tl.dot(tl.trans(xa), yb, acc, input_precision=PRECISION)
     tile_mask = ci_ok[:, None] & co_ok[None, :]
-    if ATOMIC:
-        dst = out_ptr + (k * c_in + ci[:, None]) * c_out + co[None, :]
-        tl.atomic_add(dst, acc, mask=tile_mask & (end > start))
-    else:
-        dst = out_ptr + ((split * K + k) * c_in + ci[:, None]) * c_out + co[None, :]
-        tl.store(dst, acc, mask=tile_mask)
+    tile_offset = ci[:, None] * c_out + co[None, :]
+    segment, total = _segment(starts_ptr, n_programs, K, BLOCK_P)
+    seg_start = program * segment
+    seg_end = tl.minimum(seg_start + segment, total)
+    # The offset holding seg_start: the last k with starts[k] <= seg_start.
+    ks = tl.arange(0, K_POW2)
+    starts = tl.load(starts_ptr + ks, mask=ks < K, other=2147483647)
+    k = tl.sum((starts <= seg_start).to(tl.int32), axis=0) - 1
+    f = seg_start
+    while f < seg_end:
+        k_start = tl.load(starts_ptr + k)
+        k_end = tl.load(starts_ptr + k + 1)
+        stop = tl.minimum(k_end, seg_end)
+        base = k.to(tl.int64) * n_rows - k_start
+        acc = tl.zeros([BLOCK_I, BLOCK_O], dtype=tl.float32)
+        for q in range(f, stop, BLOCK_P):
+            p = q + tl.arange(0, BLOCK_P)
+            p_ok = p < stop
+            r = tl.load(rows_ptr + base + p, mask=p_ok, other=0).to(tl.int64)
+            other = tl.load(others_ptr + base + p, mask=p_ok, other=0).to(tl.int64)
+            if ROWS_ARE_OUT:
+                x_rows = other
+                y_rows = r
+            else:
+                x_rows = r
+                y_rows = other
+            xa = tl.load(x_ptr + x_rows[:, None] * c_in + ci[None, :], mask=p_ok[:, None] & ci_ok[None, :],
+                         other=0.0)
+            yb = tl.load(dy_ptr + y_rows[:, None] * c_out + co[None, :], mask=p_ok[:, None] & co_ok[None, :],
+                         other=0.0)
+            acc = tl.dot(tl.trans(xa), yb, acc, input_precision=PRECISION)
+        if (k_start >= seg_start) & (k_end <= seg_end):
+            tl.store(out_ptr + k.to(tl.int64) * c_in * c_out + tile_offset, acc, mask=tile_mask)
+        else:
+            slot = tl.where(k_start <= seg_start, 0, 1)
+            tl.store(part_ptr + (program * 2 + slot).to(tl.int64) * c_in * c_out + tile_offset, acc,
+                     mask=tile_mask)
+        f = stop
+        k += 1
+
+
+@triton.jit(do_not_specialize=["n_programs"])
+def weight_grad_fixup_kernel(
+    starts_ptr, out_ptr, part_ptr, n_programs, c_in, c_out, tiles_out,
+    K: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_P: tl.constexpr,
+):
+    """dW[k] of the offsets no segment owns: the sum of the partials of the segments that share k,
+    in segment order, or zeros for an offset without pairs (`out` is not zeroed beforehand)."""
+    k = tl.program_id(0)
+    tile = tl.program_id(1)
+    ci = (tile // tiles_out) * BLOCK_I + tl.arange(0, BLOCK_I)
+    co = (tile % tiles_out) * BLOCK_O + tl.arange(0, BLOCK_O)
+    tile_mask = (ci < c_in)[:, None] & (co < c_out)[None, :]
+    tile_offset = ci[:, None] * c_out + co[None, :]
+    segment, total = _segment(starts_ptr, n_programs, K, BLOCK_P)
+    k_start = tl.load(starts_ptr + k)
+    k_end = tl.load(starts_ptr + k + 1)
+    first = k_start // segment
+    last = (k_end - 1) // segment
+    if (k_end == k_start) | (last > first):
+        acc = tl.zeros([BLOCK_I, BLOCK_O], dtype=tl.float32)
+        if k_end > k_start:
+            for program in range(first, last + 1):
+                slot = tl.where(k_start <= program * segment, 0, 1)
+                acc += tl.load(part_ptr + (program * 2 + slot).to(tl.int64) * c_in * c_out + tile_offset,
+                               mask=tile_mask, other=0.0)
+        tl.store(out_ptr + k.to(tl.int64) * c_in * c_out + tile_offset, acc, mask=tile_mask)

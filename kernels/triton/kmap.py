@@ -34,26 +34,33 @@ _PACK = Launcher(kk.pack_keys_kernel)
 _UNPACK = Launcher(kk.unpack_keys_kernel)
 _QUERY = Launcher(kk.query_kernel)
 _TRANSPOSE = Launcher(kk.transpose_table_kernel)
+_SORT_TABLE = Launcher(kk.sort_table_kernel)
 
 
 def _grid(n: int) -> tuple[int]:
     return (max(triton.cdiv(n, _BLOCK), 1),)
 
 
-def _check_range(coords: torch.Tensor) -> None:
-    if getattr(coords, "_weak3d_range_ok", False) or coords.shape[0] == 0:
+def check_range(coords: torch.Tensor, batch_limit: int = kk.BATCH_LIMIT) -> None:
+    """Raise unless the coordinates fit the keys (batch below `batch_limit`); one host sync, and
+    none again for a tensor that passed with the default limit."""
+    default = batch_limit == kk.BATCH_LIMIT
+    if (default and getattr(coords, "_weak3d_range_ok", False)) or coords.shape[0] == 0:
         return
     low, high = coords.aminmax(dim=0)
     bounds = torch.stack([low, high]).tolist()  # one sync
     (b_lo, *xyz_lo), (b_hi, *xyz_hi) = bounds
     limit = kk.BIAS - _REACH
-    if b_lo < 0 or b_hi >= kk.BATCH_LIMIT or min(xyz_lo) < -limit or max(xyz_hi) >= limit:
+    if b_lo < 0 or b_hi >= batch_limit or min(xyz_lo) < -limit or max(xyz_hi) >= limit:
         raise ValueError(
-            f"coordinates out of the Triton backend's key range (batch in [0, {kk.BATCH_LIMIT}), "
+            f"coordinates out of the Triton backend's key range (batch in [0, {batch_limit}), "
             f"|x|, |y|, |z| < {limit}): batch {b_lo}..{b_hi}, xyz {xyz_lo}..{xyz_hi}; "
             "use the reference backend (kernels.backend.use_backend('reference'))"
         )
     coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+
+
+
 
 
 def pack_keys(coords: torch.Tensor, stride: Stride = (1, 1, 1)) -> torch.Tensor:
@@ -76,7 +83,7 @@ def sorted_keys(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     """(sorted keys, row of each sorted key or None if the rows are already sorted); cached."""
     cached = getattr(coords, "_weak3d_sorted_keys", None)
     if cached is None:
-        _check_range(coords)
+        check_range(coords)
         keys, order = torch.sort(pack_keys(coords))
         cached = (keys, order.to(torch.int32))
         coords._weak3d_sorted_keys = cached  # type: ignore[attr-defined]
@@ -85,7 +92,7 @@ def sorted_keys(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
 
 def downsample_coords(coords: torch.Tensor, stride: Stride) -> torch.Tensor:
     """`unique(floor(c / stride))` sorted by (b, x, y, z), as `kernels.coords.downsample_coords`."""
-    _check_range(coords)
+    check_range(coords)
     keys = torch.unique(pack_keys(coords, stride), sorted=True)  # sync: the output size
     out = unpack_keys(keys)
     out._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
@@ -95,21 +102,32 @@ def downsample_coords(coords: torch.Tensor, stride: Stride) -> torch.Tensor:
 
 @dataclass
 class MapSide:
-    """One direction of a map: rows of `table` are the outputs of that direction.
+    """One direction of a map: rows of `table` (`[n, K]`, -1 = absent) are the outputs of that direction.
 
     flip: read column `K - 1 - k` for weight row `k` (a symmetric submanifold map read backwards).
-    perm: rows ordered by neighbour bitmask, or None (no sorting).
+    perm: rows ordered by neighbour bitmask, or None (kernels too wide for an int32 bitmask).
+    sorted_table `[K, n]` and sorted_mask `[n]`: table and bitmasks permuted by perm (implicit GEMM).
     """
 
     table: torch.Tensor
     perm: torch.Tensor | None
     flip: bool = False
+    sorted_table: torch.Tensor | None = None
+    sorted_mask: torch.Tensor | None = None
 
 
-def _sort_rows(mask: torch.Tensor | None) -> torch.Tensor | None:
+def _side(table: torch.Tensor, mask: torch.Tensor | None) -> MapSide:
+    """A map side with its rows sorted by neighbour bitmask (when there is one)."""
     if mask is None:
-        return None
-    return torch.argsort(mask).to(torch.int32)
+        return MapSide(table, None)
+    n_rows, volume = table.shape
+    perm = torch.argsort(mask).to(torch.int32)
+    sorted_table = torch.empty(volume, n_rows, dtype=torch.int32, device=table.device)
+    sorted_mask = torch.empty_like(mask)
+    if n_rows:
+        _SORT_TABLE(_grid(n_rows), table, perm, mask, sorted_table, sorted_mask, n_rows,
+                    K=volume, BLOCK=_BLOCK)
+    return MapSide(table, perm, False, sorted_table, sorted_mask)
 
 
 class _MapState:
@@ -122,14 +140,15 @@ class _MapState:
         self.symmetric = symmetric
         self.identity_offset = identity_offset
         self._backward: MapSide | None = None
-        self._lists: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._lists: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pairs: KernelMap | None = None
 
     def backward(self) -> MapSide:
         """The map read from inputs to outputs: table_t[n_in, K]."""
         if self._backward is None:
             if self.symmetric:
-                self._backward = MapSide(self.forward.table, self.forward.perm, flip=True)
+                f = self.forward
+                self._backward = MapSide(f.table, f.perm, True, f.sorted_table, f.sorted_mask)
             else:
                 table = self.forward.table
                 device = table.device
@@ -142,15 +161,23 @@ class _MapState:
                         table, table_t, mask_t, self.n_out, K=self.volume, WRITE_MASK=write_mask,
                         BLOCK=_BLOCK,
                     )
-                self._backward = MapSide(table_t, _sort_rows(mask_t if write_mask else None))
+                self._backward = _side(table_t, mask_t if write_mask else None)
         return self._backward
 
-    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per offset, the forward-table rows that have that neighbour, first: ([K, n_out], counts [K])."""
+    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pairs grouped by offset, over the forward table (weight gradient).
+
+        (rows [K, n_out], others [K, n_out], starts [K + 1]): offset k's pairs are
+        (rows[k, j], others[k, j]) = (output, input) for j < starts[k + 1] - starts[k].
+        """
         if self._lists is None:
-            present = self.forward.table >= 0
-            order = torch.sort((~present).T.contiguous().to(torch.uint8), dim=1, stable=True).indices
-            self._lists = (order.to(torch.int32).contiguous(), present.sum(dim=0, dtype=torch.int32))
+            table = self.forward.table
+            present = table >= 0
+            rows = torch.sort((~present).T.contiguous().to(torch.uint8), dim=1, stable=True).indices
+            others = table.T.gather(1, rows).contiguous()
+            starts = torch.zeros(self.volume + 1, dtype=torch.int32, device=table.device)
+            starts[1:] = present.sum(dim=0, dtype=torch.int32).cumsum(dim=0, dtype=torch.int32)
+            self._lists = (rows.to(torch.int32).contiguous(), others, starts)
         return self._lists
 
     def pairs(self) -> KernelMap:
@@ -198,10 +225,9 @@ class GPUKernelMap:
         """Table whose rows are this map's inputs (input gradient)."""
         return self._state.forward if self.reverse else self._state.backward()
 
-    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(rows [K, n], counts [K], rows_are_outputs) over the stored forward table (weight gradient)."""
-        rows, counts = self._state.offset_lists()
-        return rows, counts, not self.reverse
+    def offset_lists(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """(rows, others, starts, rows_are_outputs) over the stored forward table (weight gradient)."""
+        return (*self._state.offset_lists(), not self.reverse)
 
     # --- the reference `KernelMap` interface -----------------------------------------------
     def _pairs(self) -> KernelMap:
@@ -227,14 +253,24 @@ class GPUKernelMap:
         return self._pairs().out_in_map()
 
 
-_OFFSETS: dict[tuple[Stride, Stride, torch.device], torch.Tensor] = {}
+@dataclass(frozen=True)
+class _Offsets:
+    device_offsets: torch.Tensor  # [K, 3] int32 on the device
+    reach: int  # largest |offset| on any axis
+    zero: int | None  # index of the (0, 0, 0) offset, if any
 
 
-def _device_offsets(kernel_size: Stride, dilation: Stride, device: torch.device) -> torch.Tensor:
+_OFFSETS: dict[tuple[Stride, Stride, torch.device], _Offsets] = {}
+
+
+def _offsets(kernel_size: Stride, dilation: Stride, device: torch.device) -> _Offsets:
     # Cached: a host-to-device copy per map would wait for the GPU's queue.
     key = (kernel_size, dilation, device)
     if key not in _OFFSETS:
-        _OFFSETS[key] = kernel_offsets(kernel_size, dilation).to(device=device, dtype=torch.int32)
+        host = kernel_offsets(kernel_size, dilation)
+        zero = (host == 0).all(dim=1).nonzero().flatten().tolist()
+        _OFFSETS[key] = _Offsets(host.to(device=device, dtype=torch.int32), int(host.abs().max()),
+                                 zero[0] if zero else None)
     return _OFFSETS[key]
 
 
@@ -247,11 +283,11 @@ def build_kernel_map(
 ) -> GPUKernelMap:
     """Same pairs as `kernels.kmap.build_kernel_map`, as a neighbour table built on the device."""
     device = in_coords.device
-    host_offsets = kernel_offsets(kernel_size, dilation)
-    offsets = _device_offsets(kernel_size, dilation, device)
+    kernel = _offsets(kernel_size, dilation, device)
+    offsets = kernel.device_offsets
     volume = offsets.shape[0]
     n_in, n_out = in_coords.shape[0], out_coords.shape[0]
-    if int(host_offsets.abs().max()) + max(conv_stride) >= _REACH:
+    if kernel.reach + max(conv_stride) >= _REACH:
         raise ValueError(f"kernel reach {kernel_size} x dilation {dilation} too large for the Triton maps")
     write_mask = volume <= _MAX_MASK_VOLUME
     table = torch.empty(n_out, volume, dtype=torch.int32, device=device)
@@ -261,7 +297,7 @@ def build_kernel_map(
         mask.zero_()
     elif n_out:
         keys, order = sorted_keys(in_coords)
-        _check_range(out_coords)
+        check_range(out_coords)
         _QUERY(
             _grid(n_out),
             out_coords.contiguous(), offsets, keys, order if order is not None else keys, table, mask,
@@ -269,12 +305,9 @@ def build_kernel_map(
             K=volume, HAS_ORDER=order is not None, WRITE_MASK=write_mask, BLOCK=_BLOCK,
         )
     submanifold = in_coords is out_coords and all(s == 1 for s in conv_stride)
-    identity_offset = None
-    if submanifold:
-        zero = (host_offsets == 0).all(dim=1).nonzero().flatten().tolist()
-        identity_offset = zero[0] if zero and n_out else None
+    identity_offset = kernel.zero if submanifold and n_out else None
     # A submanifold map with offsets symmetric about 0 (odd kernel) reads backwards as itself with
     # the offsets reversed: no transposed table needed.
     symmetric = submanifold and all(k % 2 == 1 for k in kernel_size)
-    forward = MapSide(table, _sort_rows(mask if write_mask else None))
+    forward = _side(table, mask if write_mask else None)
     return GPUKernelMap(_MapState(forward, n_in, n_out, volume, symmetric, identity_offset))

@@ -116,3 +116,19 @@ def transpose_table_kernel(
         if WRITE_MASK:
             # Integer OR commutes: the result does not depend on the order of the atomics.
             tl.atomic_or(mask_t_ptr + target, tl.full([BLOCK], 1, tl.int32) << k, mask=hit)
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def sort_table_kernel(
+    table_ptr, perm_ptr, mask_ptr, sorted_table_ptr, sorted_mask_ptr, n_rows,
+    K: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """sorted_table[k, s] = table[perm[s], k] and sorted_mask[s] = mask[perm[s]]: the implicit
+    GEMM's layout, where a tile's column of neighbours is one contiguous load."""
+    slots = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = slots < n_rows
+    rows = tl.load(perm_ptr + slots, mask=ok, other=0).to(tl.int64)
+    tl.store(sorted_mask_ptr + slots, tl.load(mask_ptr + rows, mask=ok, other=0), mask=ok)
+    for k in range(K):
+        tl.store(sorted_table_ptr + k * n_rows + slots, tl.load(table_ptr + rows * K + k, mask=ok, other=-1),
+                 mask=ok)

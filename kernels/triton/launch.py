@@ -45,18 +45,18 @@ class Launcher:
         self.loose = tuple(name in dns for name in names[: self.n_runtime])
         self.cache: dict[tuple[Any, ...], Any] = {}
 
-    def _key(self, args: tuple[Any, ...], meta: dict[str, Any]) -> tuple[Any, ...]:
-        parts: list[Any] = [torch.cuda.current_device()]
+    def _key(self, device: int, args: tuple[Any, ...], meta: dict[str, Any]) -> tuple[Any, ...]:
+        parts: list[Any] = [device]
         for arg, loose in zip(args, self.loose, strict=True):
             if isinstance(arg, torch.Tensor):
-                parts.append((arg.dtype, arg.data_ptr() % 16 == 0))
-            elif isinstance(arg, bool) or not isinstance(arg, int):
-                parts.append(arg)
-            elif loose:
+                parts.append(arg.dtype)
+                parts.append(arg.data_ptr() % 16 == 0)
+            elif loose and type(arg) is int:
                 parts.append(-(2**31) <= arg < 2**31)
             else:
                 parts.append(arg)
-        parts.extend(sorted(meta.items()))
+        # Keyword order is fixed per call site; another order only costs one more cache entry.
+        parts.extend(meta.items())
         return tuple(parts)
 
     def __call__(self, grid: tuple[int, ...], *args: Any, **meta: Any) -> None:
@@ -65,15 +65,15 @@ class Launcher:
             return
         if len(args) != self.n_runtime:
             raise TypeError(f"{self.kernel}: {len(args)} runtime arguments, expected {self.n_runtime}")
-        key = self._key(args, meta)
-        compiled = self.cache.get(key)
-        if compiled is None:
+        device = torch.cuda.current_device()
+        key = self._key(device, args, meta)
+        entry = self.cache.get(key)
+        if entry is None:
             compiled = self.kernel[grid](*args, **meta)  # compiles (if needed) and launches
             if hasattr(compiled, "packed_metadata"):
-                self.cache[key] = compiled
+                self.cache[key] = (compiled, [meta[name] for name in self.constexpr_names])
             return
-        grid3 = (*grid, 1, 1)
-        constexprs = [meta[name] for name in self.constexpr_names]
-        stream = torch.cuda.current_stream().cuda_stream
-        compiled.run(grid3[0], grid3[1], grid3[2], stream, compiled.function, compiled.packed_metadata,
-                     None, None, None, *args, *constexprs)
+        compiled, constexprs = entry
+        stream = torch._C._cuda_getCurrentRawStream(device)  # what Triton's own launch reads
+        compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
+                     compiled.function, compiled.packed_metadata, None, None, None, *args, *constexprs)

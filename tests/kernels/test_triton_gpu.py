@@ -132,7 +132,14 @@ def test_deterministic_mode_is_bit_identical() -> None:
 
 
 def test_minkunet_trains_with_triton_by_default() -> None:
-    """MinkUNet (BatchNorm in training mode) in fp32: Triton as close to fp64 as the fp32 reference."""
+    """MinkUNet in fp32 on the default (Triton) backend: logits and gradients as close to fp64 as
+    the fp32 reference's, and training steps lower the loss.
+
+    The gradient comparison runs BatchNorm on running statistics: with batch statistics its
+    backward amplifies fp32 rounding chaotically (stem gradient off fp64 by 2e-4 for the reference
+    and 1.2e-3 for Triton on an H200, 4e-3 and 3e-6 in the Triton interpreter on another input),
+    which compares luck, not kernels; the kernels' own accuracy is tested op by op above.
+    """
     from weak3d.models import MinkUNet
 
     assert kernels.backend.get_backend(torch.device("cuda")).name == "triton"
@@ -140,6 +147,11 @@ def test_minkunet_trains_with_triton_by_default() -> None:
     feats = torch.randn(coords.shape[0], 4, device="cuda", dtype=torch.float64)
     torch.manual_seed(0)
     model = MinkUNet(num_classes=5, cr=0.5).cuda()
+    for m in model.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    model.eval()
     results = {}
     runs = (("fp64", "reference", torch.float64), ("reference", "reference", torch.float32),
             ("triton", "triton", torch.float32))
@@ -154,3 +166,39 @@ def test_minkunet_trains_with_triton_by_default() -> None:
         ours = _relative_error(results["triton"][i], exact)
         reference = _relative_error(results["reference"][i], exact)
         assert ours < 3 * reference + 1e-6, f"{what}: triton {ours:.2e} vs fp32 reference {reference:.2e}"
+
+    model.float().train()
+    labels = torch.randint(0, 5, (coords.shape[0],), device="cuda")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(model(kernels.SparseTensor(feats.float(), coords)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
+
+
+def test_graphed_inference_replays_the_eager_network() -> None:
+    """GraphedInference: same logits as the eager model, one graph per bucket of voxel counts."""
+    from kernels.graphs import GraphedInference
+    from weak3d.models import MinkUNet
+
+    torch.manual_seed(0)
+    model = MinkUNet(num_classes=5, cr=0.5).cuda().eval().half()
+    graphed = GraphedInference(model, granularity=4096)
+    second = _random_coords(9000, 30, seed=21)
+    shuffled = second[torch.randperm(second.shape[0], device="cuda")]  # same counts: the same bucket
+    scans = [_random_coords(9000, 30, seed=20), second, shuffled, _random_coords(20000, 30, seed=22)]
+    feats = [torch.randn(c.shape[0], 4, device="cuda").half() for c in scans]
+    outputs = [graphed(kernels.SparseTensor(f, c)) for f, c in zip(feats, scans, strict=True)]
+    assert graphed.captures == 2  # the first call runs eagerly; scan 2 replays the graph of scan 1
+    for out, f, c in zip(outputs, feats, scans, strict=True):
+        with torch.no_grad():
+            eager = model(kernels.SparseTensor(f, c.clone()))
+        assert out.shape == eager.shape
+        torch.testing.assert_close(out, eager, rtol=2e-3, atol=2e-3)
+    # A replay reads the new scan, not the one captured.
+    again = graphed(kernels.SparseTensor(feats[2], scans[2]))
+    torch.testing.assert_close(again, outputs[2], rtol=0, atol=0)
