@@ -1,27 +1,31 @@
-"""Sparse-network inference through CUDA graphs: one replay per scan instead of hundreds of launches.
+"""Sparse networks through CUDA graphs: one replay per scan instead of hundreds of launches.
 
 At LiDAR sizes a layer's GPU work is tens of microseconds while its Python and launch overhead is
-larger, so eager inference is bound by the host. A CUDA graph replays a whole forward pass in one
-call but needs fixed sizes, and voxel counts change with every scan. `GraphedInference` pads the
-voxels of each stride up to a bucket (a multiple of `granularity` rows), so one graph serves every
-scan whose counts fall into the same buckets:
+larger, so eager execution is bound by the host. A CUDA graph replays a whole forward pass (or
+training step) in one call but needs fixed sizes, and voxel counts change with every scan. Here
+the voxels of each stride are padded up to a bucket (a multiple of `granularity` rows), so one
+graph serves every scan whose counts fall into the same buckets:
 
 * eagerly, per scan: the coordinate range check and the down-sampled coordinates of every stride
-  the network uses (`torch.unique`, whose size the host must know), padded with rows of batch 511,
-  which no real voxel can reach (real batches must stay below 511; pads only meet pads);
+  the network uses (`torch.unique`, whose size the host must know);
 * inside the graph: everything else, the kernel maps included (key sort, neighbour queries, mask
-  sort, transposed tables), then the network itself.
+  sort, transposed tables, weight-gradient pair lists), then the network.
 
-Padding rows compute values that no real row reads, and the output is cut to the real rows. Eval
-mode only: BatchNorm with running statistics works row by row, so pads cannot leak in (training
-statistics would see them). Falls back to the eager model off the Triton backend, for inputs with
-a stride other than 1, or for an empty stride.
+Padding voxels live in batch 511, which real voxels may not use, 8 apart along x (first stride at
+x = 0 mod 8, coarser strides at 3 mod 8), so no padding voxel is a neighbour of any other voxel, at
+its stride or across a down-sampling with a kernel of up to 3: their features start at zero and a
+convolution leaves them at zero. Inference (`GraphedInference`, eval mode) cuts the output to the
+real rows. Training (`GraphedTrainStep`) also needs BatchNorm's statistics to skip the padding: the
+tensors carry a row mask per stride (`TensorCache.row_masks`) and `kernels.nn.BatchNorm` then
+normalises over the real rows and zeroes the rest; labels of padding rows are `ignore_index`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -30,44 +34,191 @@ from torch import nn
 from kernels.backend import get_backend
 from kernels.tensor import SparseTensor, Stride, TensorCache
 
-PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding rows live there
+PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding voxels live there
+PAD_SPACING = 8
+MAX_GRANULARITY = 8192  # padding voxels at x < 8 * 8192 stay inside the keys' range
+
+
+def padding_coords(count: int, first_stride: bool, device: torch.device) -> torch.Tensor:
+    """`count` padding voxels, sorted, pairwise out of reach (see the module's docstring)."""
+    pads = torch.zeros(count, 4, dtype=torch.int32, device=device)
+    pads[:, 0] = PAD_BATCH
+    offset = 0 if first_stride else 3
+    pads[:, 1] = torch.arange(count, dtype=torch.int32, device=device) * PAD_SPACING + offset
+    return pads
+
+
+def stride_coords(coords: torch.Tensor, strides: list[Stride]) -> dict[Stride, torch.Tensor]:
+    """The (unpadded) coordinates of every stride, each down-sampled from the finest that divides it."""
+    backend = get_backend(coords.device)
+    if hasattr(backend, "downsample_coords"):
+        downsample = backend.downsample_coords
+    else:
+        from kernels.coords import downsample_coords as downsample
+    out = {strides[0]: coords}
+    for stride in strides[1:]:
+        divisors = (s for s in out if all(a % b == 0 for a, b in zip(stride, s, strict=True)))
+        parent = max(divisors, key=math.prod)
+        out[stride] = downsample(out[parent], tuple(a // b for a, b in zip(stride, parent, strict=True)))
+    return out
 
 
 @dataclass
-class _Graph:
-    """Static buffers of one bucket and the graph that reads them."""
+class PaddedScan:
+    """Static buffers of one bucket: features (and labels), coordinates per stride padded to `caps`.
+
+    keys: sorted int64 keys of the strides after the first, for the Triton maps (`with_keys`).
+    masks: per stride, (row mask [cap, 1], real row count) for BatchNorm in training.
+    """
 
     feats: torch.Tensor
     coords: dict[Stride, torch.Tensor]
-    keys: dict[Stride, torch.Tensor]  # sorted keys of every stride but the first
-    pads: dict[Stride, torch.Tensor]  # padding coordinate rows, per stride
-    pad_keys: dict[Stride, torch.Tensor]  # and their keys, for the strides in `keys`
-    graph: torch.cuda.CUDAGraph = field(default_factory=torch.cuda.CUDAGraph)
-    output: torch.Tensor | None = None
+    pads: dict[Stride, torch.Tensor]
+    keys: dict[Stride, torch.Tensor] = field(default_factory=dict)
+    pad_keys: dict[Stride, torch.Tensor] = field(default_factory=dict)
+    masks: dict[Stride, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    labels: torch.Tensor | None = None
+
+    @classmethod
+    def allocate(
+        cls, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], granularity: int, *,
+        with_keys: bool, with_masks: bool, labels: torch.Tensor | None = None,
+    ) -> PaddedScan:
+        if granularity > MAX_GRANULARITY:
+            raise ValueError(f"granularity {granularity} > {MAX_GRANULARITY}: padding leaves the key range")
+        device = feats.device
+        first = next(iter(coords))
+        caps = {stride: bucket(c.shape[0], granularity) for stride, c in coords.items()}
+        scan = cls(
+            torch.empty(caps[first], feats.shape[1], dtype=feats.dtype, device=device),
+            {s: torch.empty(cap, 4, dtype=torch.int32, device=device) for s, cap in caps.items()},
+            {s: padding_coords(granularity, s == first, device) for s in caps},
+        )
+        if labels is not None:
+            scan.labels = torch.empty(caps[first], dtype=labels.dtype, device=device)
+        for stride, cap in caps.items():
+            scan.coords[stride]._weak3d_range_ok = True  # type: ignore[attr-defined]
+            if with_masks:
+                # A 0-dim float64 count keeps its exactness without promoting the features.
+                scan.masks[stride] = (torch.empty(cap, 1, device=device),
+                                      torch.empty((), dtype=torch.float64, device=device))
+            if with_keys and stride != first:
+                from kernels.triton.kmap import pack_keys
+
+                scan.keys[stride] = torch.empty(cap, dtype=torch.int64, device=device)
+                scan.pad_keys[stride] = pack_keys(scan.pads[stride])
+                # Padded keys stay sorted: the padding holds the largest batch, in x order.
+                scan.coords[stride]._weak3d_sorted_keys = (scan.keys[stride], None)  # type: ignore[attr-defined]
+        return scan
+
+    def load(
+        self, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], labels: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> None:
+        """Copy one scan in: real rows first, padding after (no host sync)."""
+        n = feats.shape[0]
+        self.feats[:n].copy_(feats)
+        self.feats[n:].zero_()
+        if self.labels is not None and labels is not None:
+            self.labels[:n].copy_(labels)
+            self.labels[n:].fill_(ignore_index)
+        for stride, real in coords.items():
+            n, cap = real.shape[0], self.coords[stride].shape[0]
+            self.coords[stride][:n].copy_(real)
+            self.coords[stride][n:].copy_(self.pads[stride][: cap - n])
+            if stride in self.keys:
+                self.keys[stride][:n].copy_(real._weak3d_sorted_keys[0])  # type: ignore[attr-defined]
+                self.keys[stride][n:].copy_(self.pad_keys[stride][: cap - n])
+            if stride in self.masks:
+                mask, count = self.masks[stride]
+                mask[:n].fill_(1.0)
+                mask[n:].zero_()
+                count.fill_(n)
+
+    def tensor(self) -> SparseTensor:
+        """The padded input, on a fresh cache (so that the maps are built anew, in the graph)."""
+        first = next(iter(self.coords))
+        self.coords[first].__dict__.pop("_weak3d_sorted_keys", None)  # its keys are sorted in the graph
+        caches = TensorCache(coords=dict(self.coords), row_masks=dict(self.masks))
+        return SparseTensor(self.feats, self.coords[first], first, caches)
 
 
-class GraphedInference:
-    """`GraphedInference(model)(sparse_tensor) -> model(sparse_tensor)`, for an eval-mode model on CUDA.
+def bucket(n: int, granularity: int) -> int:
+    return -(-n // granularity) * granularity
 
-    The first call runs eagerly and records which strides the network visits; later calls capture
-    one graph per bucket of voxel counts (kept up to `max_graphs`, least recently used dropped).
-    `captures` counts the graphs captured so far.
-    """
 
-    def __init__(self, model: nn.Module, granularity: int = 1024, max_graphs: int = 8) -> None:
+_Entry = tuple[torch.cuda.CUDAGraph, PaddedScan, torch.Tensor]  # a graph, its buffers, its output
+
+
+class _Graphed:
+    """What both graphed runners share: strides learnt eagerly, buckets, graphs kept LRU."""
+
+    def __init__(self, model: nn.Module, granularity: int, max_graphs: int) -> None:
+        if granularity > MAX_GRANULARITY:
+            raise ValueError(f"granularity {granularity} > {MAX_GRANULARITY}")
         self.model = model
         self.granularity = granularity
         self.max_graphs = max_graphs
         self.strides: list[Stride] | None = None
-        self.graphs: OrderedDict[tuple[object, ...], _Graph] = OrderedDict()
+        self.graphs: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
         self.captures = 0
+
+    def _graphable(self, x: SparseTensor) -> bool:
+        return (x.feats.device.type == "cuda" and get_backend(x.feats.device).name == "triton"
+                and x.stride == (1, 1, 1) and x.coords.shape[0] > 0)
+
+    def _coords(self, coords: torch.Tensor) -> dict[Stride, torch.Tensor] | None:
+        """Unpadded coordinates of every stride (None: some stride is empty, run eagerly)."""
+        from kernels.triton.kmap import check_range
+
+        assert self.strides is not None
+        check_range(coords, batch_limit=PAD_BATCH)
+        out = stride_coords(coords, self.strides)
+        return out if all(c.shape[0] for c in out.values()) else None
+
+    def _key(self, x: SparseTensor, coords: dict[Stride, torch.Tensor]) -> tuple[object, ...]:
+        caps = tuple(bucket(c.shape[0], self.granularity) for c in coords.values())
+        return caps, x.feats.dtype, x.feats.shape[1], x.feats.device
+
+    def _remember(self, key: tuple[object, ...], entry: _Entry) -> None:
+        self.graphs[key] = entry
+        self.captures += 1
+        while len(self.graphs) > self.max_graphs:
+            self.graphs.popitem(last=False)
+
+    @staticmethod
+    def _capture(run: Callable[[], torch.Tensor], device: torch.device,
+                 between: Callable[[], None] = lambda: None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """Warm `run` up on a side stream (lazy initialisations), call `between`, then capture it."""
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream(device).wait_stream(side)
+        between()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = run()
+        return graph, output
+
+
+class GraphedInference(_Graphed):
+    """`GraphedInference(model)(sparse_tensor) -> model(sparse_tensor)` for an eval-mode model on CUDA.
+
+    The model must return a tensor with one row per input voxel. The first call runs eagerly and
+    records which strides the network visits; later calls capture one graph per bucket of voxel
+    counts (up to `max_graphs`, least recently used dropped; `captures` counts them). Falls back
+    to the eager model off the Triton backend, for a stride other than 1 or an empty stride.
+    """
+
+    def __init__(self, model: nn.Module, granularity: int = 1024, max_graphs: int = 8) -> None:
+        super().__init__(model, granularity, max_graphs)
 
     @torch.no_grad()
     def __call__(self, x: SparseTensor) -> torch.Tensor:
         if self.model.training:
             raise RuntimeError("GraphedInference needs the model in eval mode (model.eval())")
-        if (x.feats.device.type != "cuda" or get_backend(x.feats.device).name != "triton"
-                or x.stride != (1, 1, 1)):
+        if not self._graphable(x):
             return self.model(x)
         if self.strides is None:  # learn the strides (and compile every kernel) eagerly
             output = self.model(x)
@@ -76,94 +227,122 @@ class GraphedInference:
         coords = self._coords(x.coords)
         if coords is None:
             return self.model(x)
-        caps = tuple(self._cap(c.shape[0]) for c in coords.values())
-        key = (caps, x.feats.dtype, x.feats.shape[1], x.feats.device)
-        graph = self.graphs.get(key)
-        if graph is None:
-            graph = self._capture(x.feats, coords, caps)
-            self.graphs[key] = graph
-            while len(self.graphs) > self.max_graphs:
-                self.graphs.popitem(last=False)
+        key = self._key(x, coords)
+        entry = self.graphs.get(key)
+        if entry is None:
+            scan = PaddedScan.allocate(x.feats, coords, self.granularity, with_keys=True, with_masks=False)
+            scan.load(x.feats, coords)
+            graph, output = self._capture(lambda: self.model(scan.tensor()), x.feats.device)
+            entry = (graph, scan, output)
+            self._remember(key, entry)
         else:
             self.graphs.move_to_end(key)
-            self._load(graph, x.feats, coords)
-            graph.graph.replay()
-        assert graph.output is not None
-        return graph.output[: x.feats.shape[0]].clone()
+            entry[1].load(x.feats, coords)
+        entry[0].replay()
+        return entry[2][: x.feats.shape[0]].clone()
 
-    def _cap(self, n: int) -> int:
-        return -(-n // self.granularity) * self.granularity
 
-    def _coords(self, coords: torch.Tensor) -> dict[Stride, torch.Tensor] | None:
-        """Coordinates of every stride, computed eagerly (None: not graphable)."""
-        from kernels.triton import kmap as gpu_kmap
+class GraphedTrainStep(_Graphed):
+    """One training step (forward, loss, backward, optimizer step) replayed from a CUDA graph.
 
-        assert self.strides is not None
-        if coords.shape[0] == 0:
-            return None
-        gpu_kmap.check_range(coords, batch_limit=PAD_BATCH)
-        out: dict[Stride, torch.Tensor] = {self.strides[0]: coords}
-        for stride in self.strides[1:]:
-            parent = max((s for s in out if all(a % b == 0 for a, b in zip(stride, s, strict=True))),
-                         key=math.prod)
-            factor = tuple(a // b for a, b in zip(stride, parent, strict=True))
-            out[stride] = gpu_kmap.downsample_coords(out[parent], factor)
-            if out[stride].shape[0] == 0:
-                return None
-        return out
+    `step(sparse_tensor, labels) -> loss` does what this does eagerly:
 
-    def _load(self, graph: _Graph, feats: torch.Tensor, coords: dict[Stride, torch.Tensor]) -> None:
-        """Copy one scan into the graph's static buffers, padding rows after the real ones."""
-        n = feats.shape[0]
-        graph.feats[:n].copy_(feats)
-        graph.feats[n:].zero_()
-        for stride, real in coords.items():
-            n = real.shape[0]
-            graph.coords[stride][:n].copy_(real)
-            graph.coords[stride][n:].copy_(graph.pads[stride][n:])
-            if stride in graph.keys:
-                graph.keys[stride][:n].copy_(real._weak3d_sorted_keys[0])  # type: ignore[attr-defined]
-                graph.keys[stride][n:].copy_(graph.pad_keys[stride][n:])
+        with torch.autocast("cuda", dtype=autocast_dtype): loss = loss_fn(model(x), labels)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
 
-    def _capture(
-        self, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], caps: tuple[int, ...]
-    ) -> _Graph:
-        from kernels.triton import kmap as gpu_kmap
+    `loss_fn` must skip rows labelled `ignore_index` (nn.CrossEntropyLoss does): padding rows carry
+    it. The optimizer must run without host syncs (SGD; Adam with capturable=True), the learning
+    rate is frozen into each graph, and there is no GradScaler (its inf check syncs). Capturing a
+    bucket takes one warm-up step whose effect on weights, BatchNorm statistics and optimizer state
+    is undone before the step is captured (state created by it is zeroed: right for SGD momentum
+    without dampening and for Adam). The first call runs eagerly and learns the strides.
+    """
 
-        device = feats.device
-        static_coords, keys, pads, pad_keys = {}, {}, {}, {}
-        for (stride, real), cap in zip(coords.items(), caps, strict=True):
-            pad = torch.zeros(cap, 4, dtype=torch.int32, device=device)
-            pad[:, 0] = PAD_BATCH
-            pads[stride] = pad
-            static_coords[stride] = torch.empty(cap, 4, dtype=torch.int32, device=device)
-            static_coords[stride]._weak3d_range_ok = True  # type: ignore[attr-defined]
-            if real is not coords[self.strides[0]]:  # type: ignore[index]
-                keys[stride] = torch.empty(cap, dtype=torch.int64, device=device)
-                pad_keys[stride] = gpu_kmap.pack_keys(pad)
-        graph = _Graph(torch.empty(caps[0], feats.shape[1], dtype=feats.dtype, device=device),
-                       static_coords, keys, pads, pad_keys)
-        self._load(graph, feats, coords)
-        first = self.strides[0]  # type: ignore[index]
-        for stride, key in keys.items():  # padded keys stay sorted: pads hold the largest batch
-            static_coords[stride]._weak3d_sorted_keys = (key, None)  # type: ignore[attr-defined]
+    def __init__(
+        self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer, autocast_dtype: torch.dtype | None = None, granularity: int = 1024,
+        max_graphs: int = 2, ignore_index: int = -100,
+    ) -> None:
+        super().__init__(model, granularity, max_graphs)
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.autocast_dtype = autocast_dtype
+        self.ignore_index = ignore_index
 
-        def forward() -> torch.Tensor:
-            # A fresh cache, and the first stride's keys forgotten, so the maps are built in the graph.
-            static_coords[first].__dict__.pop("_weak3d_sorted_keys", None)
-            caches = TensorCache(coords=dict(static_coords))
-            output = self.model(SparseTensor(graph.feats, static_coords[first], first, caches))
-            if not isinstance(output, torch.Tensor):
-                raise TypeError("GraphedInference: the model must return a tensor with one row per voxel")
-            return output
+    def _autocast(self) -> torch.autocast | nullcontext[None]:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype, cache_enabled=False)
 
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):  # warm-up outside the capture (lazy initialisations)
-            forward()
-        torch.cuda.current_stream(device).wait_stream(side)
-        with torch.cuda.graph(graph.graph):
-            graph.output = forward()
-        graph.graph.replay()
-        self.captures += 1
-        return graph
+    def _eager(self, x: SparseTensor, labels: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            loss = self.loss_fn(self.model(x), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def __call__(self, x: SparseTensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.model.training:
+            raise RuntimeError("GraphedTrainStep needs the model in training mode (model.train())")
+        if not self._graphable(x):
+            return self._eager(x, labels)
+        if self.strides is None:
+            loss = self._eager(x, labels)
+            self.strides = sorted(x._caches.coords, key=math.prod)
+            return loss
+        coords = self._coords(x.coords)
+        if coords is None:
+            return self._eager(x, labels)
+        key = (*self._key(x, coords), labels.dtype)
+        entry = self.graphs.get(key)
+        if entry is None:
+            scan = PaddedScan.allocate(x.feats, coords, self.granularity, with_keys=True, with_masks=True,
+                                       labels=labels)
+            scan.load(x.feats, coords, labels, self.ignore_index)
+
+            def step() -> torch.Tensor:
+                with self._autocast():
+                    loss = self.loss_fn(self.model(scan.tensor()), scan.labels)  # type: ignore[arg-type]
+                loss.backward()
+                self.optimizer.step()
+                return loss.detach()
+
+            saved = _TrainingState(self.model, self.optimizer)
+            self.optimizer.zero_grad(set_to_none=True)
+
+            def undo_warm_up() -> None:
+                saved.restore()
+                self.optimizer.zero_grad(set_to_none=True)
+
+            graph, loss = self._capture(step, x.feats.device, between=undo_warm_up)
+            entry = (graph, scan, loss)
+            self._remember(key, entry)
+        else:
+            self.graphs.move_to_end(key)
+            entry[1].load(x.feats, coords, labels, self.ignore_index)
+        entry[0].replay()
+        return entry[2].clone()
+
+
+class _TrainingState:
+    """Copies of parameters, buffers and optimizer state, to undo a warm-up step."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.tensors = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
+        self.optimizer = optimizer
+        self.state = {id(p): {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                      for p, s in optimizer.state.items()}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for tensor, copy in self.tensors:
+            tensor.copy_(copy)
+        for param, state in self.optimizer.state.items():
+            before = self.state.get(id(param), {})
+            for name, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    if name in before:
+                        value.copy_(before[name])
+                    else:
+                        value.zero_()

@@ -37,10 +37,13 @@ class TensorCache:
 
     coords: voxel coordinates per tensor stride.
     kmaps: kernel maps keyed by (input stride, kernel size, conv stride, dilation).
+    row_masks: which rows are real when a graph pads the voxels of a stride (BatchNorm's statistics).
     """
 
     coords: dict[Stride, torch.Tensor] = field(default_factory=dict)
     kmaps: dict[tuple[Stride, Stride, Stride, Stride], Any] = field(default_factory=dict)
+    # Padded tensors (kernels.graphs): per stride, (row mask [N, 1] float, number of real rows).
+    row_masks: dict[Stride, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 class SparseTensor:

@@ -12,9 +12,16 @@ from kernels.tensor import SparseTensor
 
 
 class BatchNorm(nn.BatchNorm1d):
-    """`nn.BatchNorm1d` over the voxel features (same parameter names as torchsparse)."""
+    """`nn.BatchNorm1d` over the voxel features (same parameter names as torchsparse).
+
+    On a tensor padded by `kernels.graphs` (a row mask in its caches) the training statistics
+    cover the real rows only and padding rows come out as zeros.
+    """
 
     def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        masked = input._caches.row_masks.get(input.stride)
+        if masked is not None and self.training:
+            return input.replace_feats(_masked_batch_norm(self, input.feats, *masked))
         return input.replace_feats(super().forward(input.feats))
 
 
@@ -98,35 +105,58 @@ def _convert(
     return module
 
 
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    # Statistics in float32 at least: under autocast the features may arrive in half precision.
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """Batch normalisation of the rows `x` (rows, C) with statistics over every process's rows."""
-    # Statistics in float32 at least: under autocast the features may arrive in half precision.
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    xf = _as_float(x)
     local = torch.cat([xf.sum(dim=0), xf.new_tensor([xf.shape[0]])])
     total = _all_reduce_sum(local)
     count = total[-1]
     mean = total[:-1] / count
     centred = xf - mean
     var = _all_reduce_sum((centred * centred).sum(dim=0)) / count  # biased, as BatchNorm normalises
+    return _normalise(bn, centred, mean, var, count).to(x.dtype)
+
+
+def _masked_batch_norm(
+    bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor
+) -> torch.Tensor:
+    """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
+    rows come out as zeros. No host sync, so it can run inside a CUDA graph."""
+    xf = _as_float(x)
+    mean = (xf * mask).sum(dim=0) / count
+    centred = xf - mean
+    var = (centred * centred * mask).sum(dim=0) / count
+    return (_normalise(bn, centred, mean, var, count) * mask).to(x.dtype)
+
+
+def _normalise(
+    bn: nn.modules.batchnorm._BatchNorm, centred: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+    count: torch.Tensor,
+) -> torch.Tensor:
     out = centred * torch.rsqrt(var + bn.eps)
     if bn.affine:
         out = out * bn.weight + bn.bias
     if bn.track_running_stats:
-        _update_running_stats(bn, mean.detach(), var.detach(), count.item())
-    return out.to(x.dtype)
+        _update_running_stats(bn, mean.detach(), var.detach(), count.detach())
+    return out
 
 
 @torch.no_grad()
 def _update_running_stats(
-    bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: float
+    bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor
 ) -> None:
-    # The same update as nn.BatchNorm1d (unbiased variance over the *global* row count).
+    # The same update as nn.BatchNorm1d (unbiased variance over the real, global row count).
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:
             factor = 1.0 / float(bn.num_batches_tracked)
-    unbiased = var * (count / max(count - 1.0, 1.0))
+    unbiased = var * (count / (count - 1.0).clamp(min=1.0))
     bn.running_mean.copy_(factor * mean + (1.0 - factor) * bn.running_mean)  # type: ignore[operator]
     bn.running_var.copy_(factor * unbiased + (1.0 - factor) * bn.running_var)  # type: ignore[operator]
 

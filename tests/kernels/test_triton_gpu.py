@@ -202,3 +202,36 @@ def test_graphed_inference_replays_the_eager_network() -> None:
     # A replay reads the new scan, not the one captured.
     again = graphed(kernels.SparseTensor(feats[2], scans[2]))
     torch.testing.assert_close(again, outputs[2], rtol=0, atol=0)
+
+
+def test_graphed_train_step_follows_the_eager_steps() -> None:
+    """GraphedTrainStep: the losses and weights of the same steps taken eagerly (fp32, SGD with
+    momentum); the capture's warm-up step leaves no trace."""
+    import copy
+
+    from kernels.graphs import GraphedTrainStep
+    from weak3d.models import MinkUNet
+
+    torch.manual_seed(0)
+    model = MinkUNet(num_classes=5, cr=0.5).cuda().train()
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.02, momentum=0.9)
+    graphed = GraphedTrainStep(model, torch.nn.CrossEntropyLoss(), optimizer, granularity=4096)
+    second = _random_coords(9000, 30, seed=31)
+    shuffled = second[torch.randperm(second.shape[0], device="cuda")]
+    scans = [_random_coords(9000, 30, seed=30), second, shuffled, _random_coords(20000, 30, seed=32), second]
+    for coords in scans:
+        feats = torch.randn(coords.shape[0], 4, device="cuda")
+        labels = torch.randint(0, 5, (coords.shape[0],), device="cuda")
+        loss = graphed(kernels.SparseTensor(feats, coords), labels)
+        twin_logits = twin(kernels.SparseTensor(feats, coords.clone()))
+        twin_loss = torch.nn.functional.cross_entropy(twin_logits, labels)
+        twin_optimizer.zero_grad()
+        twin_loss.backward()
+        twin_optimizer.step()
+        torch.testing.assert_close(loss, twin_loss.detach(), rtol=1e-4, atol=1e-6)
+    assert graphed.captures == 2
+    for (name, p), q in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        if p.is_floating_point():
+            assert _relative_error(p, q.double()) < 1e-4, name
