@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from kernels.backend import get_backend
 from kernels.tensor import SparseTensor
 
 
@@ -126,7 +127,18 @@ def _masked_batch_norm(
     bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor
 ) -> torch.Tensor:
     """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
-    rows come out as zeros. No host sync, so it can run inside a CUDA graph."""
+    rows come out as zeros. No host sync, so it can run inside a CUDA graph. On CUDA tensors with
+    the Triton backend: four fused kernels (kernels.triton.batchnorm) instead of these passes."""
+    if x.is_cuda and get_backend(x.device).name == "triton":
+        from kernels.triton.batchnorm import MaskedBatchNormFunction
+
+        weight = bn.weight if bn.affine else x.new_ones(x.shape[1], dtype=torch.float32)
+        bias = bn.bias if bn.affine else x.new_zeros(x.shape[1], dtype=torch.float32)
+        shift = bn.running_mean if bn.track_running_stats else x.new_zeros(x.shape[1], dtype=torch.float32)
+        out, mean, var = MaskedBatchNormFunction.apply(x, mask, count, weight, bias, shift.detach(), bn.eps)
+        if bn.track_running_stats:
+            _update_running_stats(bn, mean, var, count)
+        return out
     xf = _as_float(x)
     mean = (xf * mask).sum(dim=0) / count
     centred = xf - mean
