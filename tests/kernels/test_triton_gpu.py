@@ -204,19 +204,43 @@ def test_graphed_inference_replays_the_eager_network() -> None:
     torch.testing.assert_close(again, outputs[2], rtol=0, atol=0)
 
 
+class _SmallUNet(torch.nn.Module):
+    """Down, up and BatchNorm at two strides: the parts a graphed step pads, in a well-conditioned net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from kernels import nn as spnn
+
+        self.body = torch.nn.Sequential(
+            spnn.Conv3d(4, 16, 3), spnn.BatchNorm(16), spnn.ReLU(),
+            spnn.Conv3d(16, 32, 2, stride=2), spnn.BatchNorm(32), spnn.ReLU(),
+            spnn.Conv3d(32, 16, 2, stride=2, transposed=True), spnn.BatchNorm(16), spnn.ReLU(),
+        )
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, x: kernels.SparseTensor) -> torch.Tensor:
+        return self.head(self.body(x).feats)
+
+
 def test_graphed_train_step_follows_the_eager_steps() -> None:
     """GraphedTrainStep: the losses and weights of the same steps taken eagerly (fp32, SGD with
-    momentum); the capture's warm-up step leaves no trace."""
+    momentum), new scans read by replays, the capture's warm-up step leaving no trace.
+
+    A small network: MinkUNet's fp32 gradients move by ~1e-2 under rounding changes as small as
+    another BatchNorm summation order (measured on an H200: two replays of one step differ by 0.8 %
+    with identical inputs and weights), so it cannot tell a bug from rounding; the CPU test in
+    test_graph_padding.py checks MinkUNet's padded step exactly, in float64.
+    """
     import copy
 
     from kernels.graphs import GraphedTrainStep
-    from weak3d.models import MinkUNet
 
     torch.manual_seed(0)
-    model = MinkUNet(num_classes=5, cr=0.5).cuda().train()
+    model = _SmallUNet().cuda().train()
     twin = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.02, momentum=0.9)
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
     graphed = GraphedTrainStep(model, torch.nn.CrossEntropyLoss(), optimizer, granularity=4096)
     second = _random_coords(9000, 30, seed=31)
     shuffled = second[torch.randperm(second.shape[0], device="cuda")]
@@ -230,9 +254,8 @@ def test_graphed_train_step_follows_the_eager_steps() -> None:
         twin_optimizer.zero_grad()
         twin_loss.backward()
         twin_optimizer.step()
-        # Padded BatchNorm sums in another order than cuDNN's: 2e-4 apart after a few fp32 steps.
-        torch.testing.assert_close(loss, twin_loss.detach(), rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(loss, twin_loss.detach(), rtol=1e-5, atol=1e-6)
     assert graphed.captures == 2
     for (name, p), q in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
-        if p.is_floating_point():
-            assert _relative_error(p, q.double()) < 1e-4, name
+        if p.is_floating_point():  # a warm-up step left in would double an update
+            assert _relative_error(p - start[name], (q - start[name]).double()) < 1e-3, name
