@@ -21,81 +21,84 @@ _BLOCK_R = 64
 _BLOCK_C = 64
 
 
-@triton.jit(do_not_specialize=["n_rows"])
-def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """partial[block, 0] = sum of m (x - shift), partial[block, 1] = sum of m (x - shift)^2."""
+@triton.jit
+def _tile(n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's rows and channels: (cols, row_ok, col_ok, ok [R, C], element offsets [R, C])."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     row_ok = rows < n_rows
     col_ok = cols < c
     ok = row_ok[:, None] & col_ok[None, :]
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * c + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)
-    d = (x - tl.load(shift_ptr + cols, mask=col_ok, other=0.0)[None, :]) * m[:, None]
+    return rows, cols, row_ok, col_ok, ok, rows[:, None].to(tl.int64) * c + cols[None, :]
+
+
+@triton.jit
+def _channel(ptr, cols, col_ok):
+    """A per-channel vector as a [1, C] row."""
+    return tl.load(ptr + cols, mask=col_ok, other=0.0)[None, :]
+
+
+@triton.jit
+def _store_sums(partial_ptr, a, b, c, cols, col_ok):
+    """partial[block, 0] = column sums of a, partial[block, 1] = those of b."""
     base = partial_ptr + tl.program_id(0).to(tl.int64) * 2 * c + cols
-    tl.store(base, tl.sum(d, axis=0), mask=col_ok)
-    tl.store(base + c, tl.sum(d * d, axis=0), mask=col_ok)
+    tl.store(base, tl.sum(a, axis=0), mask=col_ok)
+    tl.store(base + c, tl.sum(b, axis=0), mask=col_ok)
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c,
+                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Sums of m (x - shift) and m (x - shift)^2 over this block of rows."""
+    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    d = (x - _channel(shift_ptr, cols, col_ok)) * m
+    _store_sums(partial_ptr, d, d * d, c, cols, col_ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, y_ptr, n_rows, c,
                   BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = ((x - mean) * scale + bias) * m, scale = weight / std."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    row_ok = rows < n_rows
-    col_ok = cols < c
-    ok = row_ok[:, None] & col_ok[None, :]
-    offsets = rows[:, None].to(tl.int64) * c + cols[None, :]
+    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
     x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)
-    mean = tl.load(mean_ptr + cols, mask=col_ok, other=0.0)
-    scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)
-    bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0)
-    y = ((x - mean[None, :]) * scale[None, :] + bias[None, :]) * m[:, None]
+    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    centred = x - _channel(mean_ptr, cols, col_ok)
+    y = (centred * _channel(scale_ptr, cols, col_ok) + _channel(bias_ptr, cols, col_ok)) * m
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, n_rows, c,
+                 BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """(m dy, xhat, m, cols, col_ok, ok, offsets) of this program's tile."""
+    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
+    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+    xhat = (x - _channel(mean_ptr, cols, col_ok)) * _channel(invstd_ptr, cols, col_ok)
+    return dy, xhat, m, cols, col_ok, ok, offsets
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, partial_ptr, n_rows, c,
                        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """partial[block, 0] = sum of m dy, partial[block, 1] = sum of m dy xhat."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    row_ok = rows < n_rows
-    col_ok = cols < c
-    ok = row_ok[:, None] & col_ok[None, :]
-    offsets = rows[:, None].to(tl.int64) * c + cols[None, :]
-    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)
-    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m[:, None]
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    xhat = (x - tl.load(mean_ptr + cols, mask=col_ok, other=0.0)[None, :]) * tl.load(
-        invstd_ptr + cols, mask=col_ok, other=0.0)[None, :]
-    base = partial_ptr + tl.program_id(0).to(tl.int64) * 2 * c + cols
-    tl.store(base, tl.sum(dy, axis=0), mask=col_ok)
-    tl.store(base + c, tl.sum(dy * xhat, axis=0), mask=col_ok)
+    """Sums of m dy and m dy xhat over this block of rows."""
+    dy, xhat, m, cols, col_ok, ok, offsets = _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr,
+                                                          n_rows, c, BLOCK_R, BLOCK_C)
+    _store_sums(partial_ptr, dy, dy * xhat, c, cols, col_ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, scale_ptr, mean_dy_ptr, mean_dyx_ptr,
                        dx_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx = m * scale * (m dy - mean(m dy) - xhat * mean(m dy xhat))."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    row_ok = rows < n_rows
-    col_ok = cols < c
-    ok = row_ok[:, None] & col_ok[None, :]
-    offsets = rows[:, None].to(tl.int64) * c + cols[None, :]
-    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    xhat = (x - tl.load(mean_ptr + cols, mask=col_ok, other=0.0)[None, :]) * tl.load(
-        invstd_ptr + cols, mask=col_ok, other=0.0)[None, :]
-    mean_dy = tl.load(mean_dy_ptr + cols, mask=col_ok, other=0.0)[None, :]
-    mean_dyx = tl.load(mean_dyx_ptr + cols, mask=col_ok, other=0.0)[None, :]
-    scale = tl.load(scale_ptr + cols, mask=col_ok, other=0.0)[None, :]
-    dx = m * scale * (dy - mean_dy - xhat * mean_dyx)
+    dy, xhat, m, cols, col_ok, ok, offsets = _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr,
+                                                          n_rows, c, BLOCK_R, BLOCK_C)
+    mean_dy = _channel(mean_dy_ptr, cols, col_ok)
+    mean_dyx = _channel(mean_dyx_ptr, cols, col_ok)
+    dx = m * _channel(scale_ptr, cols, col_ok) * (dy - mean_dy - xhat * mean_dyx)
     tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
