@@ -2,10 +2,11 @@
 
 Deterministic mode (bit-identical results across runs): on when `set_deterministic(True)` was
 called, when the environment variable `WEAK3D_KERNELS_DETERMINISTIC=1` is set, or while
-`torch.use_deterministic_algorithms(True)` is in force. Forward and input-gradient kernels are
-output-stationary (every output row is written by one program, offsets summed in a fixed order),
-so they are deterministic in both modes; the mode only changes the weight gradient, whose split-K
-partial sums are then added in a fixed order instead of with float atomics.
+`torch.use_deterministic_algorithms(True)` is in force. Every convolution kernel is deterministic
+in both modes (each output element written by one program, sums in a fixed order: offsets for the
+forward and input gradient, stream-K segments for the weight gradient, no atomics), so the switch
+changes nothing there today; it stays part of the API for kernels that may trade determinism for
+speed.
 
 fp32 inputs use TF32 tensor cores when `torch.backends.cuda.matmul.allow_tf32` is True (PyTorch's
 own switch, off by default) and exact fp32 ("ieee") otherwise.
