@@ -202,6 +202,15 @@ class _Graphed:
         return graph, output
 
 
+def _per_voxel(output: object, x: SparseTensor) -> torch.Tensor:
+    """The model's output, checked to be a tensor with one row per input voxel (padding is cut
+    off by rows)."""
+    if not isinstance(output, torch.Tensor) or output.shape[0] != x.feats.shape[0]:
+        raise TypeError("kernels.graphs: the model must return a tensor with one row per input voxel, "
+                        f"got {type(output).__name__} {tuple(getattr(output, 'shape', ()))}")
+    return output
+
+
 class GraphedInference(_Graphed):
     """`GraphedInference(model)(sparse_tensor) -> model(sparse_tensor)` for an eval-mode model on CUDA.
 
@@ -221,7 +230,7 @@ class GraphedInference(_Graphed):
         if not self._graphable(x):
             return self.model(x)
         if self.strides is None:  # learn the strides (and compile every kernel) eagerly
-            output = self.model(x)
+            output = _per_voxel(self.model(x), x)
             self.strides = sorted(x._caches.coords, key=math.prod)
             return output
         coords = self._coords(x.coords)
@@ -276,7 +285,7 @@ class GraphedTrainStep(_Graphed):
 
     def _eager(self, x: SparseTensor, labels: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            loss = self.loss_fn(self.model(x), labels)
+            loss = self.loss_fn(_per_voxel(self.model(x), x), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -87,8 +87,8 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: i
     if n_rows == 0:
         return torch.zeros(volume, c_in, c_out, dtype=torch.float32, device=x.device)
     out = torch.empty(volume, c_in, c_out, dtype=torch.float32, device=x.device)
-    # Enough segments for ~2 programs per multiprocessor; none shorter than 2 steps of a lone row
-    # set (the pair count, on the device, is not known here).
+    # Enough segments for ~2 programs per multiprocessor, and no more than one per 2 * BLOCK_P
+    # table rows (the pair count itself is on the device; a small map gets few, long segments).
     wanted = triton.cdiv(_PROGRAMS_PER_SM * _sm_count(x.device), tiles)
     programs = max(1, min(wanted, n_rows // (2 * block_p)))
     partial = torch.empty(programs, 2, c_in, c_out, dtype=torch.float32, device=x.device)

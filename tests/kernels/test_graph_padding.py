@@ -78,3 +78,15 @@ def test_granularity_is_bounded_by_the_key_range() -> None:
     with pytest.raises(ValueError, match="granularity"):
         PaddedScan.allocate(feats, {(1, 1, 1): coords}, MAX_GRANULARITY * 2, with_keys=False,
                             with_masks=False)
+
+
+def test_graph_runners_refuse_models_without_one_row_per_voxel() -> None:
+    from kernels.graphs import _per_voxel
+
+    coords, feats, _ = _scan(100, 5, seed=4)
+    x = kernels.SparseTensor(feats, coords)
+    assert _per_voxel(feats, x) is feats
+    with pytest.raises(TypeError, match="one row per input voxel"):
+        _per_voxel((feats, {}), x)
+    with pytest.raises(TypeError, match="one row per input voxel"):
+        _per_voxel(feats[:10], x)
