@@ -218,6 +218,8 @@ class GraphedInference(_Graphed):
     records which strides the network visits; later calls capture one graph per bucket of voxel
     counts (up to `max_graphs`, least recently used dropped; `captures` counts them). Falls back
     to the eager model off the Triton backend, for a stride other than 1 or an empty stride.
+    Graphs read the parameters where they were at capture: weights loaded in place
+    (`load_state_dict`) are seen, a model moved or cast (`.half()`, `.to()`) needs a new runner.
     """
 
     def __init__(self, model: nn.Module, granularity: int = 1024, max_graphs: int = 8) -> None:
