@@ -32,11 +32,17 @@ import torch
 from torch import nn
 
 from kernels.backend import get_backend
+from kernels.coords import downsample_coords
 from kernels.tensor import SparseTensor, Stride, TensorCache
 
 PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding voxels live there
 PAD_SPACING = 8
 MAX_GRANULARITY = 8192  # padding voxels at x < 8 * 8192 stay inside the keys' range
+
+
+def _check_granularity(granularity: int) -> None:
+    if granularity > MAX_GRANULARITY:
+        raise ValueError(f"granularity {granularity} > {MAX_GRANULARITY}: padding leaves the key range")
 
 
 def padding_coords(count: int, first_stride: bool, device: torch.device) -> torch.Tensor:
@@ -50,11 +56,8 @@ def padding_coords(count: int, first_stride: bool, device: torch.device) -> torc
 
 def stride_coords(coords: torch.Tensor, strides: list[Stride]) -> dict[Stride, torch.Tensor]:
     """The (unpadded) coordinates of every stride, each down-sampled from the finest that divides it."""
-    backend = get_backend(coords.device)
-    if hasattr(backend, "downsample_coords"):
-        downsample = backend.downsample_coords
-    else:
-        from kernels.coords import downsample_coords as downsample
+    # A backend may down-sample itself (Triton: sorted keys kept), as in kernels.functional.conv3d.
+    downsample = getattr(get_backend(coords.device), "downsample_coords", downsample_coords)
     out = {strides[0]: coords}
     for stride in strides[1:]:
         divisors = (s for s in out if all(a % b == 0 for a, b in zip(stride, s, strict=True)))
@@ -84,8 +87,7 @@ class PaddedScan:
         cls, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], granularity: int, *,
         with_keys: bool, with_masks: bool, labels: torch.Tensor | None = None,
     ) -> PaddedScan:
-        if granularity > MAX_GRANULARITY:
-            raise ValueError(f"granularity {granularity} > {MAX_GRANULARITY}: padding leaves the key range")
+        _check_granularity(granularity)
         device = feats.device
         first = next(iter(coords))
         caps = {stride: bucket(c.shape[0], granularity) for stride, c in coords.items()}
@@ -154,8 +156,7 @@ class _Graphed:
     """What both graphed runners share: strides learnt eagerly, buckets, graphs kept LRU."""
 
     def __init__(self, model: nn.Module, granularity: int, max_graphs: int) -> None:
-        if granularity > MAX_GRANULARITY:
-            raise ValueError(f"granularity {granularity} > {MAX_GRANULARITY}")
+        _check_granularity(granularity)
         self.model = model
         self.granularity = granularity
         self.max_graphs = max_graphs

@@ -17,6 +17,20 @@ import torch
 from kernels.kmap import KernelMap
 
 
+def autocast_operands(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both operands in the autocast dtype when autocast is on (unchanged otherwise).
+
+    Mixed precision: a convolution computes in the autocast dtype itself, so that forward buffers
+    and the saved tensors share one dtype and backward (which runs outside autocast) multiplies
+    matching dtypes. The engine casts the returned gradients back to the inputs' dtypes.
+    """
+    device = feats.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        feats, weight = feats.to(dtype), weight.to(dtype)
+    return feats, weight
+
+
 class _GatherMatmulScatter(torch.autograd.Function):
     """out[o] = sum_k feats[in_k] @ weight[k] over the pairs of each offset k.
 
@@ -26,14 +40,7 @@ class _GatherMatmulScatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
-        device = feats.device.type
-        if torch.is_autocast_enabled(device):
-            # Mixed precision: compute in the autocast dtype ourselves, so that forward buffers
-            # and the saved tensors share one dtype and backward (which runs outside autocast)
-            # multiplies matching dtypes. The engine casts the returned gradients back to the
-            # inputs' dtypes (float32 weights).
-            dtype = torch.get_autocast_dtype(device)
-            feats, weight = feats.to(dtype), weight.to(dtype)
+        feats, weight = autocast_operands(feats, weight)
         ctx.kmap = kmap
         ctx.save_for_backward(feats, weight)
         if kmap.identity_offset is not None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import triton
 
+from kernels.reference import autocast_operands
 from kernels.triton import conv_kernels as ck
 from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
@@ -109,11 +110,7 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: i
 
 
 def _compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    device = feats.device.type
-    if torch.is_autocast_enabled(device):
-        # As the reference: compute in the autocast dtype; the engine casts gradients back.
-        dtype = torch.get_autocast_dtype(device)
-        feats, weight = feats.to(dtype), weight.to(dtype)
+    feats, weight = autocast_operands(feats, weight)
     if feats.dtype != weight.dtype:
         raise TypeError(f"sparse conv: features are {feats.dtype} but the weight is {weight.dtype}")
     return feats.contiguous(), weight
