@@ -1,8 +1,10 @@
 """Where the time of a MinkUNet inference / training step goes with the Triton backend (GPU).
 
     python bench/profile_minkunet.py --scan .benchdata/<sweep>.pcd.bin [--voxel 0.05] [--points dense64]
-        [--cprofile]
+        [--cprofile] [--graphed]
 
+--graphed: through kernels.graphs (GraphedInference, and GraphedTrainStep at batch 2 as in
+bench/spconv_compare.py), so the device-time table lists the graphed network's kernels.
 Prints host time (enqueue only) against wall time, and torch.profiler's top operators by CPU and
 by device time, for the inputs of bench/spconv_compare.py.
 """
@@ -24,7 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spconv_compare import fresh, load_points, synthesise_dense, voxelise  # noqa: E402
 
 import kernels  # noqa: E402
+from kernels.graphs import GraphedInference, GraphedTrainStep  # noqa: E402
 from weak3d.models import MinkUNet  # noqa: E402
+
+
+def batch_of_two(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two scans as one batch (the second as batch 1)."""
+    second = b[0].clone()
+    second[:, 0] = 1
+    return torch.cat([a[0], second]), torch.cat([a[1], b[1]])
 
 
 def main() -> None:
@@ -34,6 +45,7 @@ def main() -> None:
     parser.add_argument("--points", choices=("nuscenes", "dense64"), default="nuscenes")
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--cprofile", action="store_true", help="also Python's profile of the host code")
+    parser.add_argument("--graphed", action="store_true", help="replay CUDA graphs (kernels.graphs)")
     args = parser.parse_args()
     points = load_points(args.scan)
     if args.points == "dense64":
@@ -41,19 +53,28 @@ def main() -> None:
     scans = [voxelise(points, args.voxel, 2 * math.pi * i / 8 + 0.1) for i in range(8)]
     model = MinkUNet(num_classes=17, cr=1.0).cuda()
 
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    graphed = GraphedInference(model)
+    step = GraphedTrainStep(model, nn.CrossEntropyLoss(), opt, autocast_dtype=torch.float16, max_graphs=8)
+    pairs = [batch_of_two(scans[i], scans[(i + 1) % 8]) for i in range(8)]
+
     def infer(i: int) -> None:
         coords, feats = scans[i % 8]
+        if args.graphed:
+            graphed(kernels.SparseTensor(feats.half(), fresh(coords)))
+            return
         with torch.no_grad():
             model(kernels.SparseTensor(feats.half(), fresh(coords)))
 
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-
     def train(i: int) -> None:
-        coords, feats = scans[i % 8]
+        coords, feats = pairs[i % 8] if args.graphed else scans[i % 8]
+        labels = torch.zeros(len(coords), dtype=torch.long, device="cuda")
+        if args.graphed:
+            step(kernels.SparseTensor(feats, fresh(coords)), labels)
+            return
         with torch.autocast("cuda", dtype=torch.float16):
             logits = model(kernels.SparseTensor(feats, fresh(coords)))
-            loss = nn.functional.cross_entropy(logits.float(), torch.zeros(len(logits), dtype=torch.long,
-                                                                          device="cuda"))
+            loss = nn.functional.cross_entropy(logits.float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -13,8 +13,8 @@ from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
 from kernels.triton.launch import Launcher
 
-_PROGRAMS_PER_SM = 2  # weight gradient: stream-K programs wanted per multiprocessor
 _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
+_IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
 _SM_COUNT: dict[int, int] = {}
@@ -33,23 +33,41 @@ def _sm_count(device: torch.device) -> int:
     return _SM_COUNT[index]
 
 
-def gemm_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
-    """Tile shape and warps of the implicit GEMM (16-bit `wide` inputs take larger K tiles)."""
+def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int = 27) -> dict[str, int]:
+    """Tile shape, warps and pipeline stages of the implicit GEMM (STAGES 0: the branchy loop).
+
+    For 16-bit (`wide`) inputs, chosen on an H200 by bench/conv_tuning.py over the calls of a MinkUNet
+    training step (bench/results/conv_tuning.json): the pipelined kernel wins up to Cin = 192 (32-row
+    tiles when both sides have <= 64 channels: more programs to hide the gathers' latency), the loop
+    from Cin = 256 on, where a tile's dot is long enough to cover them. fp32 keeps the loop.
+    """
     block_n = _pow2(c_out, 16, 128 if wide else 64)
-    return {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 64 if wide else 32),
-            "num_warps": 8 if block_n >= 128 else 4}
+    if not wide:
+        return {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 32),
+                "num_warps": 8 if block_n >= 128 else 4}
+    config = {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 64), "num_warps": 4}
+    if c_in >= 256:
+        return {**config, "BLOCK_M": 128 if n_rows >= 32768 else 64, "STAGES": 0}
+    if c_in <= 64 and c_out <= 64 and volume > 8:
+        return {**config, "BLOCK_M": 32, "STAGES": 3}
+    return {**config, "STAGES": 2}
 
 
 def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
-    """Cin x Cout tile, pairs per step and warps of the weight gradient."""
-    return {"BLOCK_I": _pow2(c_in, 16, 64), "BLOCK_O": _pow2(c_out, 16, 64), "BLOCK_P": 64 if wide else 32,
-            "num_warps": 4}
+    """Cin x Cout tile, pairs per step, warps and programs per multiprocessor of the weight gradient
+    (16-bit: 128 pairs per step measured best for every MinkUNet call, bench/conv_tuning.py)."""
+    return {"BLOCK_I": _pow2(c_in, 16, 64), "BLOCK_O": _pow2(c_out, 16, 64), "BLOCK_P": 128 if wide else 32,
+            "num_warps": 4, "programs_per_sm": 2}
 
 
 def implicit_gemm(
-    x: torch.Tensor, weight: torch.Tensor, side: MapSide, transpose_weight: bool
+    x: torch.Tensor, weight: torch.Tensor, side: MapSide, transpose_weight: bool,
+    config: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T)."""
+    """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T).
+
+    config: tile shape, warps and STAGES (> 0: the pipelined compact kernel), default gemm_config.
+    """
     n_rows, volume = side.table.shape
     if transpose_weight:
         c_in, c_out = weight.shape[2], weight.shape[1]
@@ -60,8 +78,19 @@ def implicit_gemm(
     y = torch.empty(n_rows, c_out, dtype=x.dtype, device=x.device)
     if n_rows == 0:
         return y
-    config = gemm_config(c_in, c_out, x.dtype != torch.float32)
+    config = dict(config or gemm_config(c_in, c_out, x.dtype != torch.float32, n_rows, volume))
+    stages = config.pop("STAGES", 0)
     grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]))
+    precision = settings.dot_precision(x.dtype)
+    if side.sorted_table is not None and stages:
+        _IMPLICIT_GEMM_COMPACT(
+            grid,
+            x, weight, y, side.sorted_table, side.perm, side.sorted_mask,
+            n_rows, c_in, c_out, s_wk, s_wi, s_wo,
+            K=volume, K_POW2=triton.next_power_of_2(volume), FLIP=side.flip, PRECISION=precision,
+            STAGES=stages, **config,
+        )
+        return y
     if side.sorted_table is not None:
         table, perm, mask = side.sorted_table, side.perm, side.sorted_mask
     else:
@@ -70,18 +99,23 @@ def implicit_gemm(
         grid,
         x, weight, y, table, perm, mask,
         n_rows, c_in, c_out, s_wk, s_wi, s_wo,
-        K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None,
-        PRECISION=settings.dot_precision(x.dtype), **config,
+        K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None, PRECISION=precision, **config,
     )
     return y
 
 
-def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: int) -> torch.Tensor:
-    """dW [K, Cin, Cout] in fp32, stream-K over the pairs of all offsets (deterministic)."""
+def weight_grad(
+    x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: int, config: dict[str, int] | None = None
+) -> torch.Tensor:
+    """dW [K, Cin, Cout] in fp32, stream-K over the pairs of all offsets (deterministic).
+
+    config: tiles, warps and programs_per_sm, default weight_grad_config.
+    """
     rows, others, starts, rows_are_out = kmap.offset_lists()
     n_rows = rows.shape[1]
     c_in, c_out = x.shape[1], dy.shape[1]
-    config = weight_grad_config(c_in, c_out, x.dtype != torch.float32)
+    config = dict(config or weight_grad_config(c_in, c_out, x.dtype != torch.float32))
+    programs_per_sm = config.pop("programs_per_sm")
     block_i, block_o, block_p = config["BLOCK_I"], config["BLOCK_O"], config["BLOCK_P"]
     tiles_out = triton.cdiv(c_out, block_o)
     tiles = triton.cdiv(c_in, block_i) * tiles_out
@@ -90,7 +124,7 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, kmap: GPUKernelMap, volume: i
     out = torch.empty(volume, c_in, c_out, dtype=torch.float32, device=x.device)
     # Enough segments for ~2 programs per multiprocessor, and no more than one per 2 * BLOCK_P
     # table rows (the pair count itself is on the device; a small map gets few, long segments).
-    wanted = triton.cdiv(_PROGRAMS_PER_SM * _sm_count(x.device), tiles)
+    wanted = triton.cdiv(programs_per_sm * _sm_count(x.device), tiles)
     programs = max(1, min(wanted, n_rows // (2 * block_p)))
     partial = torch.empty(programs, 2, c_in, c_out, dtype=torch.float32, device=x.device)
     precision = settings.dot_precision(x.dtype)

@@ -90,6 +90,54 @@ def implicit_gemm_kernel(
     tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
+@triton.jit(do_not_specialize=["n_rows"])
+def implicit_gemm_compact_kernel(
+    x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
+    n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo,
+    K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+):
+    """The SORTED implicit GEMM as one flat loop over (present offset, Cin chunk) that Triton can
+    software-pipeline: the next step's table column and gathered rows load while this one's dot runs
+    (the branchy loop above waits out both load latencies at every offset).
+
+    The tile's present table columns are ranked once (a cumulative sum over its OR-ed bitmask);
+    step j reads column number j // chunks in ascending column order.
+    """
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = slots < n_rows
+    rows = tl.load(perm_ptr + slots, mask=row_ok, other=0).to(tl.int64)
+    tile_mask = tl.reduce(tl.load(mask_ptr + slots, mask=row_ok, other=0), 0, _bit_or)
+    columns = tl.arange(0, K_POW2)
+    present = ((tile_mask >> columns) & 1) != 0
+    rank = tl.cumsum(present.to(tl.int32), 0) - 1
+    chunks = tl.cdiv(c_in, BLOCK_K)
+    steps = tl.sum(present.to(tl.int32), 0) * chunks
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < c_out
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for j in tl.range(0, steps, num_stages=STAGES):
+        q = j // chunks
+        column = tl.sum(tl.where(present & (rank == q), columns, 0), 0)
+        if FLIP:
+            k = K - 1 - column
+        else:
+            k = column
+        index = tl.load(table_ptr + column * n_rows + slots, mask=row_ok, other=-1)
+        has = index >= 0
+        ck = (j - q * chunks) * BLOCK_K + tl.arange(0, BLOCK_K)
+        ck_ok = ck < c_in
+        src = tl.where(has, index, 0).to(tl.int64) * c_in
+        a = tl.load(x_ptr + src[:, None] + ck[None, :], mask=has[:, None] & ck_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + k * stride_wk + ck[:, None] * stride_wi + cols[None, :] * stride_wo,
+                    mask=ck_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = tl.dot(a, w, acc, input_precision=PRECISION)
+    out = y_ptr + rows[:, None] * c_out + cols[None, :]
+    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
 @triton.jit
 def _segment(starts_ptr, n_programs, K: tl.constexpr, BLOCK_P: tl.constexpr):
     """Length of one segment of the concatenated pair lists (a multiple of BLOCK_P)."""
