@@ -62,7 +62,7 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
     block_o = min(64, max(16, 1 << (c_out - 1).bit_length()))
     out = {}
     for per_sm in (2, 4, 8):
-        for block_p in (32, 64, 128):
+        for block_p in (32, 64, 128, 256):
             for warps in (4, 8):
                 out[f"sm{per_sm} p{block_p} w{warps}"] = {
                     "BLOCK_I": block_i, "BLOCK_O": block_o, "BLOCK_P": block_p, "num_warps": warps,

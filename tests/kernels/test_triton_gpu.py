@@ -116,6 +116,40 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
     assert torch.equal(back.out_in_map(), ref.transposed().out_in_map())
 
 
+@pytest.mark.parametrize("kernel", ["loop", "pipelined"])
+@pytest.mark.parametrize(("op", "cin", "cout"), [("subm", 32, 32), ("subm", 256, 96), ("down", 96, 128)])
+@pytest.mark.parametrize(("block_m", "warps"), [(32, 4), (64, 4), (128, 4)])
+def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int, cout: int, block_m: int,
+                                                 warps: int) -> None:
+    """Both implicit-GEMM kernels (the tuned configs pick either), forward and input gradient
+    (submanifold: the flipped table), several Cin chunks, against fp64 sums over the table."""
+    from kernels.triton import conv as triton_conv
+    from kernels.triton import kmap as gpu_kmap
+
+    coords = _random_coords(8000, 16, seed=cin)
+    size, stride = (3, 1) if op == "subm" else (2, 2)
+    out = coords if stride == 1 else gpu_kmap.downsample_coords(coords, (stride,) * 3)
+    kmap = gpu_kmap.build_kernel_map(coords, out, (size,) * 3, (stride,) * 3)
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(kmap.n_in, cin, device="cuda", generator=generator).half()
+    dy = torch.randn(kmap.n_out, cout, device="cuda", generator=generator).half()
+    weight = (torch.randn(size**3, cin, cout, device="cuda", generator=generator) / cin**0.5).half()
+    config = {"BLOCK_M": block_m, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": warps,
+              "STAGES": 3 if kernel == "pipelined" else 0}
+    table = kmap.output_side().table.long()
+    ref_y = torch.zeros(kmap.n_out, cout, dtype=torch.float64, device="cuda")
+    ref_dx = torch.zeros(kmap.n_in, cin, dtype=torch.float64, device="cuda")
+    for k in range(size**3):
+        present = table[:, k] >= 0
+        ref_y[present] += x.double()[table[present, k]] @ weight[k].double()
+        ref_dx.index_add_(0, table[present, k], dy.double()[present] @ weight[k].double().T)
+    _poison_allocator()
+    y = triton_conv.implicit_gemm(x, weight, kmap.output_side(), False, config)
+    dx = triton_conv.implicit_gemm(dy, weight, kmap.input_side(), True, config)
+    assert _relative_error(y, ref_y) < TOLERANCE["fp16"]
+    assert _relative_error(dx, ref_dx) < TOLERANCE["fp16"]
+
+
 def test_deterministic_mode_is_bit_identical() -> None:
     from kernels.triton import set_deterministic
 
