@@ -7,7 +7,7 @@ the voxels of each stride are padded up to a bucket (a multiple of `granularity`
 graph serves every scan whose counts fall into the same buckets:
 
 * eagerly, per scan: the coordinate range check and the down-sampled coordinates of every stride
-  the network uses (`torch.unique`, whose size the host must know);
+  the network uses (their sizes: one host sync for all of them);
 * inside the graph: everything else, the kernel maps included (key sort, neighbour queries, mask
   sort, transposed tables, weight-gradient pair lists), then the network.
 
@@ -170,11 +170,11 @@ class _Graphed:
 
     def _coords(self, coords: torch.Tensor) -> dict[Stride, torch.Tensor] | None:
         """Unpadded coordinates of every stride (None: some stride is empty, run eagerly)."""
-        from kernels.triton.kmap import check_range
+        from kernels.triton.kmap import downsample_levels
 
-        assert self.strides is not None
-        check_range(coords, batch_limit=PAD_BATCH)
-        out = stride_coords(coords, self.strides)
+        assert self.strides is not None and self.strides[0] == (1, 1, 1)
+        levels = downsample_levels(coords, self.strides[1:], batch_limit=PAD_BATCH)  # one host sync
+        out = {self.strides[0]: coords, **dict(zip(self.strides[1:], levels, strict=True))}
         return out if all(c.shape[0] for c in out.values()) else None
 
     def _key(self, x: SparseTensor, coords: dict[Stride, torch.Tensor]) -> tuple[object, ...]:

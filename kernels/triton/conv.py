@@ -18,6 +18,7 @@ _IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
 _SM_COUNT: dict[int, int] = {}
+_FIXUP_ROWS = 16  # rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple)
 
 
 def _pow2(n: int, low: int, high: int) -> int:
@@ -136,9 +137,9 @@ def weight_grad(
         PRECISION=precision, **config,
     )
     _WEIGHT_GRAD_FIXUP(
-        (volume, tiles),
+        (volume, tiles * (block_i // _FIXUP_ROWS)),
         starts, out, partial, programs, c_in, c_out, tiles_out,
-        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, num_warps=4,
+        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=_FIXUP_ROWS, CHUNK=8, num_warps=4,
     )
     return out
 

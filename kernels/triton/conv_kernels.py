@@ -213,12 +213,20 @@ def weight_grad_kernel(
 def weight_grad_fixup_kernel(
     starts_ptr, out_ptr, part_ptr, n_programs, c_in, c_out, tiles_out,
     K: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_P: tl.constexpr,
+    ROWS: tl.constexpr, CHUNK: tl.constexpr,
 ):
     """dW[k] of the offsets no segment owns: the sum of the partials of the segments that share k,
-    in segment order, or zeros for an offset without pairs (`out` is not zeroed beforehand)."""
+    in a fixed order, or zeros for an offset without pairs (`out` is not zeroed beforehand).
+
+    A program owns ROWS rows of one Cin x Cout tile and reads CHUNK partials per step (a large
+    offset, such as a submanifold's centre, spans dozens of segments: one load in flight at a time
+    made this kernel nearly as slow as the weight gradient itself).
+    """
     k = tl.program_id(0)
-    tile = tl.program_id(1)
-    ci = (tile // tiles_out) * BLOCK_I + tl.arange(0, BLOCK_I)
+    part = tl.program_id(1)
+    per_tile = BLOCK_I // ROWS
+    tile = part // per_tile
+    ci = (tile // tiles_out) * BLOCK_I + (part % per_tile) * ROWS + tl.arange(0, ROWS)
     co = (tile % tiles_out) * BLOCK_O + tl.arange(0, BLOCK_O)
     tile_mask = (ci < c_in)[:, None] & (co < c_out)[None, :]
     tile_offset = ci[:, None] * c_out + co[None, :]
@@ -228,10 +236,13 @@ def weight_grad_fixup_kernel(
     first = k_start // segment
     last = (k_end - 1) // segment
     if (k_end == k_start) | (last > first):
-        acc = tl.zeros([BLOCK_I, BLOCK_O], dtype=tl.float32)
+        acc = tl.zeros([ROWS, BLOCK_O], dtype=tl.float32)
         if k_end > k_start:
-            for program in range(first, last + 1):
-                slot = tl.where(k_start <= program * segment, 0, 1)
-                acc += tl.load(part_ptr + (program * 2 + slot).to(tl.int64) * c_in * c_out + tile_offset,
-                               mask=tile_mask, other=0.0)
+            for p0 in range(first, last + 1, CHUNK):
+                programs = p0 + tl.arange(0, CHUNK)
+                slot = tl.where(k_start <= programs * segment, 0, 1)
+                base = (programs * 2 + slot).to(tl.int64) * c_in * c_out
+                mask = (programs <= last)[:, None, None] & tile_mask[None, :, :]
+                partials = part_ptr + base[:, None, None] + tile_offset[None, :, :]
+                acc += tl.sum(tl.load(partials, mask=mask, other=0.0), axis=0)
         tl.store(out_ptr + k.to(tl.int64) * c_in * c_out + tile_offset, acc, mask=tile_mask)

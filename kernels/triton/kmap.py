@@ -47,8 +47,12 @@ def check_range(coords: torch.Tensor, batch_limit: int = kk.BATCH_LIMIT) -> None
     default = batch_limit == kk.BATCH_LIMIT
     if (default and getattr(coords, "_weak3d_range_ok", False)) or coords.shape[0] == 0:
         return
-    low, high = coords.aminmax(dim=0)
-    bounds = torch.stack([low, high]).tolist()  # one sync
+    _raise_out_of_range(torch.stack(coords.aminmax(dim=0)).tolist(), batch_limit)  # one sync
+    coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+
+
+def _raise_out_of_range(bounds: list[list[int]], batch_limit: int) -> None:
+    """bounds: [[min b, x, y, z], [max b, x, y, z]] of some coordinates."""
     (b_lo, *xyz_lo), (b_hi, *xyz_hi) = bounds
     limit = kk.BIAS - _REACH
     if b_lo < 0 or b_hi >= batch_limit or min(xyz_lo) < -limit or max(xyz_hi) >= limit:
@@ -57,10 +61,6 @@ def check_range(coords: torch.Tensor, batch_limit: int = kk.BATCH_LIMIT) -> None
             f"|x|, |y|, |z| < {limit}): batch {b_lo}..{b_hi}, xyz {xyz_lo}..{xyz_hi}; "
             "use the reference backend (kernels.backend.use_backend('reference'))"
         )
-    coords._weak3d_range_ok = True  # type: ignore[attr-defined]
-
-
-
 
 
 def pack_keys(coords: torch.Tensor, stride: Stride = (1, 1, 1)) -> torch.Tensor:
@@ -94,10 +94,44 @@ def downsample_coords(coords: torch.Tensor, stride: Stride) -> torch.Tensor:
     """`unique(floor(c / stride))` sorted by (b, x, y, z), as `kernels.coords.downsample_coords`."""
     check_range(coords)
     keys = torch.unique(pack_keys(coords, stride), sorted=True)  # sync: the output size
+    return _from_keys(keys)
+
+
+def _from_keys(keys: torch.Tensor) -> torch.Tensor:
     out = unpack_keys(keys)
     out._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
     out._weak3d_range_ok = True  # type: ignore[attr-defined]
     return out
+
+
+def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
+    """`downsample_coords(coords, s)` for every stride `s`, with the range check, in one host sync.
+
+    Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); their keys
+    are sorted and the first of each run of equal keys is scattered to its rank, so only the counts
+    (and the range) go to the host, together, instead of one `torch.unique` sync per level.
+    """
+    if coords.shape[0] == 0:
+        return [coords[:0].clone() for _ in strides]
+    runs = []
+    for stride in strides:
+        keys = torch.sort(pack_keys(coords, stride)).values
+        first = torch.ones_like(keys, dtype=torch.bool)
+        torch.ne(keys[1:], keys[:-1], out=first[1:])
+        runs.append((keys, first))
+    low, high = coords.aminmax(dim=0)
+    counts = torch.stack([first.sum(dtype=torch.int64) for _, first in runs])
+    host = torch.cat([low.to(torch.int64), high.to(torch.int64), counts]).tolist()  # the one sync
+    _raise_out_of_range([host[:4], host[4:8]], batch_limit)
+    if batch_limit <= kk.BATCH_LIMIT:
+        coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+    levels = []
+    for (keys, first), count in zip(runs, host[8:], strict=True):
+        rank = torch.cumsum(first, dim=0) - 1
+        unique = torch.empty(count + 1, dtype=torch.int64, device=keys.device)
+        unique.scatter_(0, torch.where(first, rank, count), keys)  # repeats all land in the spare slot
+        levels.append(_from_keys(unique[:count]))
+    return levels
 
 
 @dataclass
@@ -121,7 +155,8 @@ def _side(table: torch.Tensor, mask: torch.Tensor | None) -> MapSide:
     if mask is None:
         return MapSide(table, None)
     n_rows, volume = table.shape
-    perm = torch.argsort(mask).to(torch.int32)
+    # Any order that groups equal masks will do; 8-bit keys sort in one radix pass instead of four.
+    perm = torch.argsort(mask.to(torch.uint8) if volume <= 8 else mask).to(torch.int32)
     sorted_table = torch.empty(volume, n_rows, dtype=torch.int32, device=table.device)
     sorted_mask = torch.empty_like(mask)
     if n_rows:
