@@ -105,9 +105,10 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
     if stride == 1:
         out = coords
         assert gpu_kmap.downsample_coords(coords, (2, 2, 2)).equal(downsample_coords(coords, (2, 2, 2)))
-        levels = gpu_kmap.downsample_levels(coords, [(2, 2, 2), (4, 4, 4), (1, 2, 4)], batch_limit=511)
-        for level, stride in zip(levels, [(2, 2, 2), (4, 4, 4), (1, 2, 4)], strict=True):
-            assert level.equal(downsample_coords(coords, stride))
+        level_strides = [(2, 2, 2), (4, 4, 4), (1, 2, 4)]
+        levels = gpu_kmap.downsample_levels(coords, level_strides, batch_limit=511)
+        for level, level_stride in zip(levels, level_strides, strict=True):
+            assert level.equal(downsample_coords(coords, level_stride))
     else:
         out = gpu_kmap.downsample_coords(coords, (stride,) * 3)
     ref = build_kernel_map(coords, out, (size,) * 3, (stride,) * 3)
