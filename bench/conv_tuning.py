@@ -15,7 +15,6 @@ the network's convolution kernel time under one configuration policy.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import statistics
@@ -29,11 +28,22 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from spconv_compare import environment, fresh, load_points, synthesise_dense, voxelise  # noqa: E402
+from spconv_compare import (  # noqa: E402
+    default_scan,
+    environment,
+    fresh,
+    load_points,
+    synthesise_dense,
+    voxelise,
+)
 
 import kernels  # noqa: E402
-from kernels.triton import conv as triton_conv  # noqa: E402
 from weak3d.models import MinkUNet  # noqa: E402
+
+try:
+    from kernels.triton import conv as triton_conv
+except ImportError as error:  # Triton ships with CUDA builds of torch
+    raise SystemExit(f"bench/conv_tuning.py needs Triton and a CUDA GPU ({error})") from error
 
 REPEATS = 10
 
@@ -186,9 +196,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parents[1]
-    default_scan = (glob.glob(str(here / ".benchdata" / "*.pcd.bin"))
-                    + glob.glob("/work/shared/realdata/nuscenes/*LIDAR_TOP*.pcd.bin") + [""])[0]
-    parser.add_argument("--scan", default=default_scan)
+    parser.add_argument("--scan", default=default_scan())
     parser.add_argument("--out", default=str(here / "bench" / "results" / "conv_tuning.json"))
     parser.add_argument("--inputs", default="nuscenes@5cm,dense64@5cm")
     args = parser.parse_args()

@@ -606,12 +606,17 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def default_scan() -> str:
+    """The nuScenes sweep copied into .benchdata/ (or the shared real-data folder), else ""."""
+    here = Path(__file__).resolve().parents[1]
+    return (glob.glob(str(here / ".benchdata" / "*.pcd.bin"))
+            + glob.glob("/work/shared/realdata/nuscenes/*LIDAR_TOP*.pcd.bin") + [""])[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parents[1]
-    default_scan = (glob.glob(str(here / ".benchdata" / "*.pcd.bin"))
-                    + glob.glob("/work/shared/realdata/nuscenes/*LIDAR_TOP*.pcd.bin") + [""])[0]
-    parser.add_argument("--scan", default=default_scan)
+    parser.add_argument("--scan", default=default_scan())
     parser.add_argument("--out", default=str(here / "bench" / "results" / "spconv_compare.json"))
     parser.add_argument("--quick", action="store_true", help="one layer, few iterations (smoke test)")
     parser.add_argument("--skip-layers", action="store_true")
