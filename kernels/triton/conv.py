@@ -116,7 +116,7 @@ def weight_grad(
     n_rows = rows.shape[1]
     c_in, c_out = x.shape[1], dy.shape[1]
     config = dict(config or weight_grad_config(c_in, c_out, x.dtype != torch.float32))
-    programs_per_sm = config.pop("programs_per_sm")
+    programs_per_sm = config.pop("programs_per_sm", 2)
     block_i, block_o, block_p = config["BLOCK_I"], config["BLOCK_O"], config["BLOCK_P"]
     tiles_out = triton.cdiv(c_out, block_o)
     tiles = triton.cdiv(c_in, block_i) * tiles_out
