@@ -49,8 +49,8 @@ REPEATS = 10
 
 
 def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
-    block_n = min(128, max(16, 1 << (c_out - 1).bit_length()))
-    block_k = min(64, max(16, 1 << (c_in - 1).bit_length()))
+    default = triton_conv.gemm_config(c_in, c_out, True)  # its channel tiles are kept
+    block_n, block_k = default["BLOCK_N"], default["BLOCK_K"]
     out = {}
     for block_m, warps in ((32, 2), (32, 4), (64, 4), (64, 8), (128, 4), (128, 8)):
         for stages in (0, 3):
@@ -68,8 +68,8 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
 
 
 def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
-    block_i = min(64, max(16, 1 << (c_in - 1).bit_length()))
-    block_o = min(64, max(16, 1 << (c_out - 1).bit_length()))
+    default = triton_conv.weight_grad_config(c_in, c_out, True)  # its channel tiles are kept
+    block_i, block_o = default["BLOCK_I"], default["BLOCK_O"]
     out = {}
     for per_sm in (2, 4, 8):
         for block_p in (32, 64, 128, 256):
