@@ -1,12 +1,13 @@
 """Where the time of a MinkUNet inference / training step goes with the Triton backend (GPU).
 
     python bench/profile_minkunet.py --scan .benchdata/<sweep>.pcd.bin [--voxel 0.05] [--points dense64]
-        [--cprofile] [--graphed]
+        [--cprofile] [--graphed] [--trace DIR]
 
 --graphed: through kernels.graphs (GraphedInference, and GraphedTrainStep at batch 2 as in
 bench/spconv_compare.py), so the device-time table lists the graphed network's kernels.
 Prints host time (enqueue only) against wall time, and torch.profiler's top operators by CPU and
-by device time, for the inputs of bench/spconv_compare.py.
+by device time, for the inputs of bench/spconv_compare.py. --trace writes the profiled iterations
+as Chrome traces (DIR/<mode>.json: host calls and kernels on one timeline, for gaps).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--cprofile", action="store_true", help="also Python's profile of the host code")
     parser.add_argument("--graphed", action="store_true", help="replay CUDA graphs (kernels.graphs)")
+    parser.add_argument("--trace", type=Path, help="folder for Chrome traces of the profiled iterations")
     args = parser.parse_args()
     points = load_points(args.scan)
     if args.points == "dense64":
@@ -115,6 +117,9 @@ def main() -> None:
             py_prof.disable()
             print(f"-- cProfile, 8 x {name}, by own time", flush=True)
             pstats.Stats(py_prof).sort_stats("tottime").print_stats(args.rows)
+        if args.trace:
+            args.trace.mkdir(parents=True, exist_ok=True)
+            prof.export_chrome_trace(str(args.trace / f"{name}.json"))
         table = prof.key_averages()
         print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows), flush=True)
         print(table.table(sort_by="self_cuda_time_total", row_limit=args.rows), flush=True)

@@ -6,8 +6,9 @@ training step) in one call but needs fixed sizes, and voxel counts change with e
 the voxels of each stride are padded up to a bucket (a multiple of `granularity` rows), so one
 graph serves every scan whose counts fall into the same buckets:
 
-* eagerly, per scan: the coordinate range check and the down-sampled coordinates of every stride
-  the network uses (their sizes: one host sync for all of them);
+* eagerly, per scan: the coordinate range check and the sorted keys of every stride the network
+  uses (their sizes: one host sync for all of them), then one launch per stride that writes its
+  voxels and padding into the graph's buffers;
 * inside the graph: everything else, the kernel maps included (key sort, neighbour queries, mask
   sort, transposed tables, weight-gradient pair lists), then the network.
 
@@ -27,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -34,6 +36,9 @@ from torch import nn
 from kernels.backend import get_backend
 from kernels.coords import downsample_coords
 from kernels.tensor import SparseTensor, Stride, TensorCache
+
+if TYPE_CHECKING:  # Triton may be missing (CPU installs): imported where used
+    from kernels.triton.kmap import SortedLevels
 
 PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding voxels live there
 PAD_SPACING = 8
@@ -84,13 +89,14 @@ class PaddedScan:
 
     @classmethod
     def allocate(
-        cls, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], granularity: int, *,
+        cls, feats: torch.Tensor, sizes: dict[Stride, int], granularity: int, *,
         with_keys: bool, with_masks: bool, labels: torch.Tensor | None = None,
     ) -> PaddedScan:
+        """Buffers for voxel counts `sizes` (per stride, the first being the input's)."""
         _check_granularity(granularity)
         device = feats.device
-        first = next(iter(coords))
-        caps = {stride: bucket(c.shape[0], granularity) for stride, c in coords.items()}
+        first = next(iter(sizes))
+        caps = {stride: bucket(n, granularity) for stride, n in sizes.items()}
         scan = cls(
             torch.empty(caps[first], feats.shape[1], dtype=feats.dtype, device=device),
             {s: torch.empty(cap, 4, dtype=torch.int32, device=device) for s, cap in caps.items()},
@@ -113,17 +119,37 @@ class PaddedScan:
                 scan.coords[stride]._weak3d_sorted_keys = (scan.keys[stride], None)  # type: ignore[attr-defined]
         return scan
 
-    def load(
-        self, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], labels: torch.Tensor | None = None,
-        ignore_index: int = -100,
-    ) -> None:
-        """Copy one scan in: real rows first, padding after (no host sync)."""
+    def _load_rows(self, feats: torch.Tensor, labels: torch.Tensor | None, ignore_index: int) -> None:
         n = feats.shape[0]
         self.feats[:n].copy_(feats)
         self.feats[n:].zero_()
         if self.labels is not None and labels is not None:
             self.labels[:n].copy_(labels)
             self.labels[n:].fill_(ignore_index)
+
+    def load_levels(
+        self, feats: torch.Tensor, coords: torch.Tensor, levels: SortedLevels,
+        labels: torch.Tensor | None = None, ignore_index: int = -100,
+    ) -> None:
+        """Copy one scan in from its sorted levels (Triton maps, `with_keys`): one launch per stride
+        writes real rows, padding, keys and row mask (no host sync)."""
+        from kernels.triton.kmap import fill_rows
+
+        self._load_rows(feats, labels, ignore_index)
+        strides = list(self.coords)
+        mask, count = self.masks.get(strides[0], (None, None))
+        fill_rows(self.coords[strides[0]], coords, mask, count, 0, PAD_BATCH, PAD_SPACING)
+        for level, stride in enumerate(strides[1:]):
+            mask, count = self.masks.get(stride, (None, None))
+            levels.fill(level, self.coords[stride], self.keys[stride], mask, count, 3, PAD_BATCH, PAD_SPACING)
+
+    def load(
+        self, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], labels: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> None:
+        """Copy one scan in, given its coordinates per stride: real rows first, padding after (no
+        host sync)."""
+        self._load_rows(feats, labels, ignore_index)
         for stride, real in coords.items():
             n, cap = real.shape[0], self.coords[stride].shape[0]
             self.coords[stride][:n].copy_(real)
@@ -168,17 +194,17 @@ class _Graphed:
         return (x.feats.device.type == "cuda" and get_backend(x.feats.device).name == "triton"
                 and x.stride == (1, 1, 1) and x.coords.shape[0] > 0)
 
-    def _coords(self, coords: torch.Tensor) -> dict[Stride, torch.Tensor] | None:
-        """Unpadded coordinates of every stride (None: some stride is empty, run eagerly)."""
-        from kernels.triton.kmap import downsample_levels
+    def _levels(self, coords: torch.Tensor) -> tuple[dict[Stride, int], SortedLevels] | None:
+        """Voxel counts of every stride and their sorted keys (None: some stride is empty, run eagerly)."""
+        from kernels.triton.kmap import sort_levels
 
         assert self.strides is not None and self.strides[0] == (1, 1, 1)
-        levels = downsample_levels(coords, self.strides[1:], batch_limit=PAD_BATCH)  # one host sync
-        out = {self.strides[0]: coords, **dict(zip(self.strides[1:], levels, strict=True))}
-        return out if all(c.shape[0] for c in out.values()) else None
+        levels = sort_levels(coords, self.strides[1:], batch_limit=PAD_BATCH)  # one host sync
+        sizes = {self.strides[0]: coords.shape[0], **dict(zip(self.strides[1:], levels.counts, strict=True))}
+        return (sizes, levels) if all(sizes.values()) else None
 
-    def _key(self, x: SparseTensor, coords: dict[Stride, torch.Tensor]) -> tuple[object, ...]:
-        caps = tuple(bucket(c.shape[0], self.granularity) for c in coords.values())
+    def _key(self, x: SparseTensor, sizes: dict[Stride, int]) -> tuple[object, ...]:
+        caps = tuple(bucket(n, self.granularity) for n in sizes.values())
         return caps, x.feats.dtype, x.feats.shape[1], x.feats.device
 
     def _remember(self, key: tuple[object, ...], entry: _Entry) -> None:
@@ -236,20 +262,21 @@ class GraphedInference(_Graphed):
             output = _per_voxel(self.model(x), x)
             self.strides = sorted(x._caches.coords, key=math.prod)
             return output
-        coords = self._coords(x.coords)
-        if coords is None:
+        found = self._levels(x.coords)
+        if found is None:
             return self.model(x)
-        key = self._key(x, coords)
+        sizes, levels = found
+        key = self._key(x, sizes)
         entry = self.graphs.get(key)
         if entry is None:
-            scan = PaddedScan.allocate(x.feats, coords, self.granularity, with_keys=True, with_masks=False)
-            scan.load(x.feats, coords)
+            scan = PaddedScan.allocate(x.feats, sizes, self.granularity, with_keys=True, with_masks=False)
+            scan.load_levels(x.feats, x.coords, levels)
             graph, output = self._capture(lambda: self.model(scan.tensor()), x.feats.device)
             entry = (graph, scan, output)
             self._remember(key, entry)
         else:
             self.graphs.move_to_end(key)
-            entry[1].load(x.feats, coords)
+            entry[1].load_levels(x.feats, x.coords, levels)
         entry[0].replay()
         return entry[2][: x.feats.shape[0]].clone()
 
@@ -303,15 +330,16 @@ class GraphedTrainStep(_Graphed):
             loss = self._eager(x, labels)
             self.strides = sorted(x._caches.coords, key=math.prod)
             return loss
-        coords = self._coords(x.coords)
-        if coords is None:
+        found = self._levels(x.coords)
+        if found is None:
             return self._eager(x, labels)
-        key = (*self._key(x, coords), labels.dtype)
+        sizes, levels = found
+        key = (*self._key(x, sizes), labels.dtype)
         entry = self.graphs.get(key)
         if entry is None:
-            scan = PaddedScan.allocate(x.feats, coords, self.granularity, with_keys=True, with_masks=True,
+            scan = PaddedScan.allocate(x.feats, sizes, self.granularity, with_keys=True, with_masks=True,
                                        labels=labels)
-            scan.load(x.feats, coords, labels, self.ignore_index)
+            scan.load_levels(x.feats, x.coords, levels, labels, self.ignore_index)
 
             def step() -> torch.Tensor:
                 with self._autocast():
@@ -332,7 +360,7 @@ class GraphedTrainStep(_Graphed):
             self._remember(key, entry)
         else:
             self.graphs.move_to_end(key)
-            entry[1].load(x.feats, coords, labels, self.ignore_index)
+            entry[1].load_levels(x.feats, x.coords, levels, labels, self.ignore_index)
         entry[0].replay()
         return entry[2].clone()
 

@@ -23,7 +23,20 @@ class BatchNorm(nn.BatchNorm1d):
         masked = input._caches.row_masks.get(input.stride)
         if masked is not None and self.training:
             return input.replace_feats(_masked_batch_norm(self, input.feats, *masked))
+        if _fused_inference(self, input.feats):
+            from kernels.triton.batchnorm import batch_norm_inference
+
+            return input.replace_feats(batch_norm_inference(
+                input.feats, self.running_mean, self.running_var, self.weight, self.bias, self.eps))
         return input.replace_feats(super().forward(input.feats))
+
+
+def _fused_inference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:
+    """Eval mode on running statistics, nothing to differentiate, CUDA on the Triton backend: one
+    kernel instead of torch's three (at MinkUNet sizes each is mostly launch latency)."""
+    return (not bn.training and bn.track_running_stats and bn.running_mean is not None and bn.affine
+            and x.is_cuda and x.dim() == 2 and get_backend(x.device).name == "triton"
+            and not (torch.is_grad_enabled() and (x.requires_grad or bn.weight.requires_grad)))
 
 
 class SyncBatchNorm(BatchNorm):
@@ -134,9 +147,14 @@ def _masked_batch_norm(
 
         weight = bn.weight if bn.affine else x.new_ones(x.shape[1], dtype=torch.float32)
         bias = bn.bias if bn.affine else x.new_zeros(x.shape[1], dtype=torch.float32)
-        shift = bn.running_mean if bn.track_running_stats else x.new_zeros(x.shape[1], dtype=torch.float32)
-        out, mean, var = MaskedBatchNormFunction.apply(x, mask, count, weight, bias, shift.detach(), bn.eps)
-        if bn.track_running_stats:
+        tracking = bn.track_running_stats and bn.running_mean is not None
+        shift = bn.running_mean if tracking else x.new_zeros(x.shape[1], dtype=torch.float32)
+        # With a momentum the kernels move the running statistics themselves (no extra launches).
+        momentum = bn.momentum if tracking else None
+        out, mean, var = MaskedBatchNormFunction.apply(
+            x, mask, count, weight, bias, shift.detach(), bn.running_mean, bn.running_var,
+            bn.num_batches_tracked, bn.eps, momentum)
+        if tracking and momentum is None:
             _update_running_stats(bn, mean, var, count)
         return out
     xf = _as_float(x)

@@ -1,10 +1,14 @@
-"""BatchNorm over the real rows of a padded tensor (`kernels.graphs`), in four Triton kernels.
+"""BatchNorm over the real rows of a padded tensor (`kernels.graphs`), in six Triton kernels.
 
 The same arithmetic as `kernels.nn.modules._masked_batch_norm` (statistics over rows whose mask is
-1, padding rows out as zeros) without its dozen full passes over the features, forward and
-backward, which dominate a graphed training step on dense scans. Statistics: per block of rows,
-sums of `x - shift` and its square (shift = the running mean, so that the one-pass variance does
-not cancel), summed over blocks in a fixed order: deterministic, no atomics.
+1, padding rows out as zeros) without its dozens of passes and tiny launches, which dominate the
+non-convolution time of a graphed training step. Forward: column sums over runs of rows, one small
+kernel that turns them into mean, scale and the running-statistics update, the normalisation;
+backward the same three steps. Sums: per program, of `x - shift` and its square over a fixed run
+of rows (shift = the running mean, so that the one-pass variance does not cancel), added over
+programs in a fixed order: deterministic, no atomics.
+
+`batch_norm_inference`: the eval-mode normalisation (running statistics) as one kernel.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from kernels.triton.launch import Launcher
 
 _BLOCK_R = 64
 _BLOCK_C = 64
+_BLOCK_B = 32  # partial sums added per step by the finalising kernels
+_PROGRAMS_PER_SM = 4  # row programs of the sums: enough to fill the GPU, few partials to add up
 
 
 @triton.jit
 def _tile(n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """This program's rows and channels: (cols, row_ok, col_ok, ok [R, C], element offsets [R, C])."""
+    """This program's rows and channels: (rows, cols, row_ok, col_ok, ok [R, C], offsets [R, C])."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     row_ok = rows < n_rows
@@ -33,28 +39,131 @@ def _tile(n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _channel(ptr, cols, col_ok):
-    """A per-channel vector as a [1, C] row."""
-    return tl.load(ptr + cols, mask=col_ok, other=0.0)[None, :]
+def _vector(ptr, cols, col_ok):
+    """A per-channel vector, in fp32."""
+    return tl.load(ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _store_sums(partial_ptr, a, b, c, cols, col_ok):
-    """partial[block, 0] = column sums of a, partial[block, 1] = those of b."""
-    base = partial_ptr + tl.program_id(0).to(tl.int64) * 2 * c + cols
-    tl.store(base, tl.sum(a, axis=0), mask=col_ok)
-    tl.store(base + c, tl.sum(b, axis=0), mask=col_ok)
+def _run(rows_per_program, n_rows):
+    """(start, end) of this program's run of rows."""
+    start = tl.program_id(0) * rows_per_program
+    return start, tl.minimum(start + rows_per_program, n_rows)
 
 
-@triton.jit(do_not_specialize=["n_rows"])
-def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Sums of m (x - shift) and m (x - shift)^2 over this block of rows."""
-    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+@triton.jit
+def _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R: tl.constexpr):
+    """(m [R, 1], ok, offsets) of the rows r0.. of a run ending at `end`."""
+    rows = r0 + tl.arange(0, BLOCK_R)
+    row_ok = rows < end
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    d = (x - _channel(shift_ptr, cols, col_ok)) * m
-    _store_sums(partial_ptr, d, d * d, c, cols, col_ok)
+    return m, row_ok[:, None] & col_ok[None, :], rows[:, None].to(tl.int64) * c + cols[None, :]
+
+
+@triton.jit
+def _store_sums(partial_ptr, first, second, c, cols, col_ok):
+    """partial[program, 0] = column sums of `first`, partial[program, 1] = those of `second`."""
+    base = partial_ptr + tl.program_id(0).to(tl.int64) * 2 * c + cols
+    tl.store(base, tl.sum(first, axis=0), mask=col_ok)
+    tl.store(base + c, tl.sum(second, axis=0), mask=col_ok)
+
+
+@triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
+def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_program,
+                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Sums of m (x - shift) and m (x - shift)^2 over this program's rows."""
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    col_ok = cols < c
+    shift = _vector(shift_ptr, cols, col_ok)[None, :]
+    start, end = _run(rows_per_program, n_rows)
+    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    for r0 in range(start, end, BLOCK_R):
+        m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
+        d = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - shift) * m
+        first += d
+        second += d * d
+    _store_sums(partial_ptr, first, second, c, cols, col_ok)
+
+
+@triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
+def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, partial_ptr, n_rows, c,
+                       rows_per_program, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Sums of m dy and m dy xhat over this program's rows."""
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    col_ok = cols < c
+    mean = _vector(mean_ptr, cols, col_ok)[None, :]
+    invstd = _vector(invstd_ptr, cols, col_ok)[None, :]
+    start, end = _run(rows_per_program, n_rows)
+    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    for r0 in range(start, end, BLOCK_R):
+        m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
+        dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
+        xhat = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - mean) * invstd
+        first += dy
+        second += dy * xhat
+    _store_sums(partial_ptr, first, second, c, cols, col_ok)
+
+
+@triton.jit
+def _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The two column sums over every program's partials, added in program order."""
+    first = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
+    for b0 in range(0, n_partials, BLOCK_B):
+        b = b0 + tl.arange(0, BLOCK_B)
+        ok = (b < n_partials)[:, None] & col_ok[None, :]
+        base = partial_ptr + b[:, None].to(tl.int64) * 2 * c + cols[None, :]
+        first += tl.load(base, mask=ok, other=0.0)
+        second += tl.load(base + c, mask=ok, other=0.0)
+    return tl.sum(first, axis=0), tl.sum(second, axis=0)
+
+
+@triton.jit
+def _finalise_stats_kernel(partial_ptr, count_ptr, shift_ptr, weight_ptr, mean_ptr, var_ptr, invstd_ptr,
+                           scale_ptr, running_mean_ptr, running_var_ptr, tracked_ptr, n_partials, c, eps,
+                           momentum, UPDATE: tl.constexpr, TRACKED: tl.constexpr, BLOCK_B: tl.constexpr,
+                           BLOCK_C: tl.constexpr):
+    """Mean, biased variance, 1/std and weight/std of each channel; with UPDATE, the running
+    statistics as nn.BatchNorm1d moves them (unbiased variance) and num_batches_tracked + 1."""
+    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    col_ok = cols < c
+    first, second = _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B, BLOCK_C)
+    n = tl.load(count_ptr).to(tl.float32)
+    shifted_mean = first / n
+    mean = _vector(shift_ptr, cols, col_ok) + shifted_mean
+    var = tl.maximum(second / n - shifted_mean * shifted_mean, 0.0)
+    invstd = 1.0 / tl.sqrt(var + eps)
+    tl.store(mean_ptr + cols, mean, mask=col_ok)
+    tl.store(var_ptr + cols, var, mask=col_ok)
+    tl.store(invstd_ptr + cols, invstd, mask=col_ok)
+    tl.store(scale_ptr + cols, _vector(weight_ptr, cols, col_ok) * invstd, mask=col_ok)
+    if UPDATE:  # shift_ptr may be running_mean itself: read above, written here by the same program
+        unbiased = var * (n / tl.maximum(n - 1.0, 1.0))
+        old_mean = _vector(running_mean_ptr, cols, col_ok)
+        old_var = _vector(running_var_ptr, cols, col_ok)
+        tl.store(running_mean_ptr + cols, (momentum * mean + (1.0 - momentum) * old_mean)
+                 .to(running_mean_ptr.dtype.element_ty), mask=col_ok)
+        tl.store(running_var_ptr + cols, (momentum * unbiased + (1.0 - momentum) * old_var)
+                 .to(running_var_ptr.dtype.element_ty), mask=col_ok)
+        if TRACKED:
+            if tl.program_id(0) == 0:
+                tl.store(tracked_ptr, tl.load(tracked_ptr) + 1)
+
+
+@triton.jit
+def _finalise_grad_kernel(partial_ptr, count_ptr, mean_dy_ptr, mean_dyx_ptr, grad_weight_ptr, grad_bias_ptr,
+                          n_partials, c, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Means of m dy and m dy xhat; their sums are the bias's and the weight's gradients."""
+    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    col_ok = cols < c
+    sum_dy, sum_dyx = _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B, BLOCK_C)
+    n = tl.load(count_ptr).to(tl.float32)
+    tl.store(mean_dy_ptr + cols, sum_dy / n, mask=col_ok)
+    tl.store(mean_dyx_ptr + cols, sum_dyx / n, mask=col_ok)
+    tl.store(grad_weight_ptr + cols, sum_dyx.to(grad_weight_ptr.dtype.element_ty), mask=col_ok)
+    tl.store(grad_bias_ptr + cols, sum_dy.to(grad_bias_ptr.dtype.element_ty), mask=col_ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
@@ -64,94 +173,134 @@ def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, y_ptr, n_rows,
     rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
     x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    centred = x - _channel(mean_ptr, cols, col_ok)
-    y = (centred * _channel(scale_ptr, cols, col_ok) + _channel(bias_ptr, cols, col_ok)) * m
+    centred = x - _vector(mean_ptr, cols, col_ok)[None, :]
+    y = (centred * _vector(scale_ptr, cols, col_ok)[None, :] + _vector(bias_ptr, cols, col_ok)[None, :]) * m
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
-
-
-@triton.jit
-def _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, n_rows, c,
-                 BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """(m dy, xhat, m, cols, col_ok, ok, offsets) of this program's tile."""
-    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
-    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    xhat = (x - _channel(mean_ptr, cols, col_ok)) * _channel(invstd_ptr, cols, col_ok)
-    return dy, xhat, m, cols, col_ok, ok, offsets
-
-
-@triton.jit(do_not_specialize=["n_rows"])
-def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, partial_ptr, n_rows, c,
-                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Sums of m dy and m dy xhat over this block of rows."""
-    dy, xhat, m, cols, col_ok, ok, offsets = _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr,
-                                                          n_rows, c, BLOCK_R, BLOCK_C)
-    _store_sums(partial_ptr, dy, dy * xhat, c, cols, col_ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, scale_ptr, mean_dy_ptr, mean_dyx_ptr,
                        dx_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx = m * scale * (m dy - mean(m dy) - xhat * mean(m dy xhat))."""
-    dy, xhat, m, cols, col_ok, ok, offsets = _masked_grad(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr,
-                                                          n_rows, c, BLOCK_R, BLOCK_C)
-    mean_dy = _channel(mean_dy_ptr, cols, col_ok)
-    mean_dyx = _channel(mean_dyx_ptr, cols, col_ok)
-    dx = m * _channel(scale_ptr, cols, col_ok) * (dy - mean_dy - xhat * mean_dyx)
+    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
+    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+    xhat = (x - _vector(mean_ptr, cols, col_ok)[None, :]) * _vector(invstd_ptr, cols, col_ok)[None, :]
+    mean_dy = _vector(mean_dy_ptr, cols, col_ok)[None, :]
+    mean_dyx = _vector(mean_dyx_ptr, cols, col_ok)[None, :]
+    dx = m * _vector(scale_ptr, cols, col_ok)[None, :] * (dy - mean_dy - xhat * mean_dyx)
     tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
+@triton.jit(do_not_specialize=["n_rows"])
+def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias_ptr, y_ptr, n_rows, c, eps,
+                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    scale = _vector(weight_ptr, cols, col_ok) / tl.sqrt(_vector(running_var_ptr, cols, col_ok) + eps)
+    shift = _vector(bias_ptr, cols, col_ok) - _vector(running_mean_ptr, cols, col_ok) * scale
+    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+    tl.store(y_ptr + offsets, (x * scale[None, :] + shift[None, :]).to(y_ptr.dtype.element_ty), mask=ok)
+
+
 _STATS = Launcher(_stats_kernel)
-_APPLY = Launcher(_apply_kernel)
 _GRAD_STATS = Launcher(_grad_stats_kernel)
+_FINALISE_STATS = Launcher(_finalise_stats_kernel)
+_FINALISE_GRAD = Launcher(_finalise_grad_kernel)
+_APPLY = Launcher(_apply_kernel)
 _GRAD_APPLY = Launcher(_grad_apply_kernel)
+_INFERENCE = Launcher(_inference_kernel)
+_SM_COUNT: dict[int, int] = {}
 
 
 def _grid(x: torch.Tensor) -> tuple[int, int]:
     return triton.cdiv(x.shape[0], _BLOCK_R), triton.cdiv(x.shape[1], _BLOCK_C)
 
 
-def _block_sums(kernel: Launcher, x: torch.Tensor, *args: Any) -> torch.Tensor:
-    """[2, C]: a stats kernel's per-block sums, added in block order."""
-    grid = _grid(x)
-    partial = torch.empty(grid[0], 2, x.shape[1], dtype=torch.float32, device=x.device)
-    kernel(grid, *args, partial, x.shape[0], x.shape[1], BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
-    return partial.sum(dim=0)
+def _runs(x: torch.Tensor) -> tuple[int, int]:
+    """(programs, rows per program) of the column sums: about _PROGRAMS_PER_SM programs per
+    multiprocessor in all, each over a run of whole row blocks (fixed by the shape: deterministic)."""
+    blocks, channel_tiles = _grid(x)
+    if x.device.type == "cuda":
+        index = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        if index not in _SM_COUNT:
+            _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+        sms = _SM_COUNT[index]
+    else:  # the Triton interpreter (TRITON_INTERPRET=1) on CPU tensors
+        sms = 2
+    wanted = max(1, _PROGRAMS_PER_SM * sms // channel_tiles)
+    blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
+    return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _BLOCK_R
+
+
+def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, int]:
+    """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums."""
+    programs, rows_per_program = _runs(x)
+    partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
+    kernel((programs, triton.cdiv(x.shape[1], _BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
+           rows_per_program, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+    return partial, programs
 
 
 class MaskedBatchNormFunction(torch.autograd.Function):
-    """(x [N, C], mask [N, 1], count, weight [C], bias [C], shift [C], eps) -> (y, mean, biased var)."""
+    """(x [N, C], mask [N, 1] float32, count (0-dim), weight [C], bias [C], shift [C], running_mean,
+    running_var, num_batches_tracked, eps, momentum) -> (y, mean, biased var).
+
+    shift: the running mean (or zeros), subtracted before summing squares. With a `momentum` and
+    running statistics, the kernels update them (and num_batches_tracked, if given) in place;
+    momentum None leaves them to the caller.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor, shift: torch.Tensor, eps: float) -> tuple[torch.Tensor, ...]:
+                bias: torch.Tensor, shift: torch.Tensor, running_mean: torch.Tensor | None,
+                running_var: torch.Tensor | None, tracked: torch.Tensor | None, eps: float,
+                momentum: float | None) -> tuple[torch.Tensor, ...]:
         x = x.contiguous()
         mask = mask.reshape(-1).float().contiguous()
-        shift = shift.float().contiguous()
-        n = count.float()
-        sums = _block_sums(_STATS, x, x, mask, shift)
-        shifted_mean = sums[0] / n
-        mean = shift + shifted_mean
-        var = (sums[1] / n - shifted_mean * shifted_mean).clamp(min=0.0)
-        invstd = torch.rsqrt(var + eps)
-        scale = (weight.float() * invstd).contiguous()
+        c = x.shape[1]
+        partial, programs = _column_sums(_STATS, x, x, mask, shift)
+        stats = torch.empty(4, c, dtype=torch.float32, device=x.device)
+        mean, var, invstd, scale = stats
+        update = momentum is not None and running_mean is not None and running_var is not None
+        _FINALISE_STATS(
+            (triton.cdiv(c, _BLOCK_C),), partial, count, shift, weight, mean, var, invstd, scale,
+            running_mean if update else mean, running_var if update else var,
+            tracked if update and tracked is not None else count, programs, c, float(eps),
+            float(momentum or 0.0), UPDATE=update, TRACKED=update and tracked is not None,
+            BLOCK_B=_BLOCK_B, BLOCK_C=_BLOCK_C,
+        )
         y = torch.empty_like(x)
-        _APPLY(_grid(x), x, mask, mean, scale, bias.float().contiguous(), y, x.shape[0], x.shape[1],
-               BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
-        ctx.save_for_backward(x, mask, n, mean, invstd, scale)
-        ctx.weight_dtype = weight.dtype
+        _APPLY(_grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+        ctx.save_for_backward(x, mask, count, mean, invstd, scale)
+        ctx.param_dtypes = (weight.dtype, bias.dtype)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
-        x, mask, n, mean, invstd, scale = ctx.saved_tensors
+        x, mask, count, mean, invstd, scale = ctx.saved_tensors
         dy = dy.contiguous()
-        sums = _block_sums(_GRAD_STATS, x, dy, x, mask, mean, invstd)
+        c = x.shape[1]
+        partial, programs = _column_sums(_GRAD_STATS, x, dy, x, mask, mean, invstd)
+        means = torch.empty(2, c, dtype=torch.float32, device=x.device)
+        grad_weight = torch.empty(c, dtype=ctx.param_dtypes[0], device=x.device)
+        grad_bias = torch.empty(c, dtype=ctx.param_dtypes[1], device=x.device)
+        _FINALISE_GRAD((triton.cdiv(c, _BLOCK_C),), partial, count, means[0], means[1], grad_weight,
+                       grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_BLOCK_C)
         dx = torch.empty_like(x)
-        mean_dy, mean_dyx = (sums[0] / n).contiguous(), (sums[1] / n).contiguous()
-        _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, scale, mean_dy, mean_dyx, dx, x.shape[0], x.shape[1],
+        _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, scale, means[0], means[1], dx, x.shape[0], c,
                     BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
-        dtype = ctx.weight_dtype
-        return dx, None, None, sums[1].to(dtype), sums[0].to(dtype), None, None
+        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None
+
+
+def batch_norm_inference(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                         weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eval-mode BatchNorm of rows [N, C] in one kernel (no autograd: callers use it without grads)."""
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    if x.shape[0]:
+        _INFERENCE(_grid(x), x, running_mean, running_var, weight, bias, y, x.shape[0], x.shape[1],
+                   float(eps), BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+    return y

@@ -35,6 +35,7 @@ _UNPACK = Launcher(kk.unpack_keys_kernel)
 _QUERY = Launcher(kk.query_kernel)
 _TRANSPOSE = Launcher(kk.transpose_table_kernel)
 _SORT_TABLE = Launcher(kk.sort_table_kernel)
+_FILL_LEVEL = Launcher(kk.fill_level_kernel)
 
 
 def _grid(n: int) -> tuple[int]:
@@ -104,34 +105,94 @@ def _from_keys(keys: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
-    """`downsample_coords(coords, s)` for every stride `s`, with the range check, in one host sync.
+@dataclass
+class SortedLevels:
+    """Down-sampled coordinates of several strides before compaction (`sort_levels`).
 
-    Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); their keys
-    are sorted and the first of each run of equal keys is scattered to its rank, so only the counts
-    (and the range) go to the host, together, instead of one `torch.unique` sync per level.
+    keys: [L, n] int64, the sorted keys of every input voxel at each stride; runs: [L, n], run[l, i]
+    = the number of distinct keys among keys[l, :i + 1]; counts: distinct voxels per stride (host).
     """
-    if coords.shape[0] == 0:
-        return [coords[:0].clone() for _ in strides]
-    runs = []
-    for stride in strides:
-        keys = torch.sort(pack_keys(coords, stride)).values
-        first = torch.ones_like(keys, dtype=torch.bool)
-        torch.ne(keys[1:], keys[:-1], out=first[1:])
-        runs.append((keys, first))
+
+    keys: torch.Tensor
+    runs: torch.Tensor
+    counts: list[int]
+
+    def fill(self, level: int, coords: torch.Tensor, keys: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
+             pad_x0: int = 0, pad_batch: int = 0, pad_spacing: int = 8) -> None:
+        """Write level `level` into `coords` [cap, 4] (and its sorted keys into `keys`) in one
+        launch: the distinct voxels first, then `cap - counts[level]` padding voxels, see
+        `fill_rows`."""
+        _fill(self.keys[level], self.runs[level], self.keys.shape[1], self.counts[level], coords, keys, mask,
+              count, pad_x0, pad_batch, pad_spacing)
+
+    def level(self, level: int) -> torch.Tensor:
+        """The distinct coordinates of one stride, sorted, as `downsample_coords` returns them."""
+        count = self.counts[level]
+        coords = torch.empty(count, 4, dtype=torch.int32, device=self.keys.device)
+        keys = torch.empty(count, dtype=torch.int64, device=self.keys.device)
+        self.fill(level, coords, keys)
+        coords._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
+        coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+        return coords
+
+
+def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> SortedLevels:
+    """The keys of `coords` at every stride, sorted, with the range check, in one host sync.
+
+    Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); one batched
+    sort for all of them, and only the counts (and the range) go to the host, together.
+    """
+    n = coords.shape[0]
+    keys = torch.empty(len(strides), n, dtype=torch.int64, device=coords.device)
+    if n == 0:
+        return SortedLevels(keys, keys.clone(), [0] * len(strides))
+    coords = coords.contiguous()
+    for level, stride in enumerate(strides):
+        _PACK(_grid(n), coords, keys[level], n, *stride, BLOCK=_BLOCK)
+    keys = torch.sort(keys, dim=1).values
+    first = torch.ones_like(keys, dtype=torch.bool)
+    torch.ne(keys[:, 1:], keys[:, :-1], out=first[:, 1:])
+    runs = torch.cumsum(first, dim=1)
     low, high = coords.aminmax(dim=0)
-    counts = torch.stack([first.sum(dtype=torch.int64) for _, first in runs])
-    host = torch.cat([low.to(torch.int64), high.to(torch.int64), counts]).tolist()  # the one sync
+    host = torch.cat([low.to(torch.int64), high.to(torch.int64), runs[:, -1]]).tolist()  # the one sync
     _raise_out_of_range([host[:4], host[4:8]], batch_limit)
     if batch_limit <= kk.BATCH_LIMIT:
         coords._weak3d_range_ok = True  # type: ignore[attr-defined]
-    levels = []
-    for (keys, first), count in zip(runs, host[8:], strict=True):
-        rank = torch.cumsum(first, dim=0) - 1
-        unique = torch.empty(count + 1, dtype=torch.int64, device=keys.device)
-        unique.scatter_(0, torch.where(first, rank, count), keys)  # repeats all land in the spare slot
-        levels.append(_from_keys(unique[:count]))
-    return levels
+    return SortedLevels(keys, runs, host[8:])
+
+
+def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
+    """`downsample_coords(coords, s)` for every stride `s`, with the range check, in one host sync."""
+    levels = sort_levels(coords, strides, batch_limit)
+    return [levels.level(i) for i in range(len(strides))]
+
+
+def fill_rows(coords_out: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None,
+              count: torch.Tensor | None = None, pad_x0: int = 0, pad_batch: int = 0,
+              pad_spacing: int = 8) -> None:
+    """coords_out [cap, 4] = the rows of `real` [n, 4], then padding voxels (pad_batch,
+    pad_x0 + pad_spacing * j, 0, 0) for j < cap - n, in one launch. With `mask` [cap, 1] (float32) and
+    `count` (0-dim float64): mask = 1 on the real rows and 0 after, count = n."""
+    _fill(real.contiguous(), None, 0, real.shape[0], coords_out, None, mask, count, pad_x0, pad_batch,
+          pad_spacing)
+
+
+def _fill(src: torch.Tensor, runs: torch.Tensor | None, n: int, count: int, coords: torch.Tensor,
+          keys: torch.Tensor | None, mask: torch.Tensor | None, count_out: torch.Tensor | None,
+          pad_x0: int, pad_batch: int, pad_spacing: int) -> None:
+    cap = coords.shape[0]
+    if cap < count:
+        raise ValueError(f"fill: {count} rows do not fit a buffer of {cap}")
+    if max(n, cap) == 0:
+        return
+    if (mask is None) != (count_out is None):
+        raise ValueError("fill: give both the row mask and the count tensor, or neither")
+    _FILL_LEVEL(_grid(max(n, cap)), src, src if runs is None else runs, coords,
+                coords if keys is None else keys, coords if mask is None else mask,
+                coords if count_out is None else count_out, n, count, cap, pad_x0, pad_batch,
+                FROM_KEYS=runs is not None, WITH_KEYS=keys is not None, WITH_MASK=mask is not None,
+                PAD_SPACING=pad_spacing, BLOCK=_BLOCK)
 
 
 @dataclass

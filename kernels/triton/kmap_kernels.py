@@ -132,3 +132,57 @@ def sort_table_kernel(
     for k in range(K):
         tl.store(sorted_table_ptr + k * n_rows + slots, tl.load(table_ptr + rows * K + k, mask=ok, other=-1),
                  mask=ok)
+
+
+@triton.jit
+def _unpack_store(coords_ptr, rows, key, ok):
+    """coords[rows] = the (b, x, y, z) of int64 keys."""
+    field = (1 << 18) - 1
+    bias = 131072
+    base = coords_ptr + rows.to(tl.int64) * 4
+    tl.store(base, (key >> 54).to(tl.int32), mask=ok)
+    tl.store(base + 1, (((key >> 36) & field) - bias).to(tl.int32), mask=ok)
+    tl.store(base + 2, (((key >> 18) & field) - bias).to(tl.int32), mask=ok)
+    tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
+
+
+@triton.jit(do_not_specialize=["n", "count", "cap"])
+def fill_level_kernel(
+    src_ptr, run_ptr, coords_ptr, keys_ptr, mask_ptr, count_ptr, n, count, cap, pad_x0, pad_batch,
+    FROM_KEYS: tl.constexpr, WITH_KEYS: tl.constexpr, WITH_MASK: tl.constexpr, PAD_SPACING: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """One stride's rows of a padded scan (kernels.graphs), in one launch.
+
+    Real rows `[0, count)`: FROM_KEYS, the distinct keys of the sorted `src` (n int64 keys; run[i]
+    = 1 + the number of distinct keys among src[:i + 1]), unpacked into coords (and copied to keys);
+    else a copy of the int32 coords `src` [count, 4]. Padding rows `[count, cap)`: voxels
+    (pad_batch, pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ... WITH_MASK: mask[r] = 1 for real
+    rows, 0 for padding, and count_ptr (0-dim float64) = count.
+    """
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if FROM_KEYS:
+        ok = i < n
+        run = tl.load(run_ptr + i, mask=ok, other=0)
+        previous = tl.load(run_ptr + i - 1, mask=ok & (i > 0), other=0)
+        first = ok & (run != previous)  # the first of a run of equal keys
+        key = tl.load(src_ptr + i, mask=first, other=0)
+        _unpack_store(coords_ptr, run - 1, key, first)
+        if WITH_KEYS:
+            tl.store(keys_ptr + run - 1, key, mask=first)
+    else:
+        ok = i < count
+        for axis in range(4):
+            value = tl.load(src_ptr + i.to(tl.int64) * 4 + axis, mask=ok, other=0)
+            tl.store(coords_ptr + i.to(tl.int64) * 4 + axis, value, mask=ok)
+    pad = count + i
+    pad_ok = pad < cap
+    pad_key = _key(tl.full([BLOCK], 0, tl.int64) + pad_batch, pad_x0 + PAD_SPACING * i.to(tl.int64),
+                   tl.zeros([BLOCK], tl.int64), tl.zeros([BLOCK], tl.int64))
+    _unpack_store(coords_ptr, pad, pad_key, pad_ok)
+    if WITH_KEYS:
+        tl.store(keys_ptr + pad, pad_key, mask=pad_ok)
+    if WITH_MASK:
+        tl.store(mask_ptr + i, (i < count).to(tl.float32), mask=i < cap)
+        if tl.program_id(0) == 0:
+            tl.store(count_ptr, count.to(tl.float64))

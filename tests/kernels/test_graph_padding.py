@@ -42,7 +42,8 @@ def test_padded_training_step_equals_the_unpadded_one() -> None:
 
     strides = sorted(x._caches.coords)
     per_stride = stride_coords(coords, strides)
-    scan = PaddedScan.allocate(feats, per_stride, 256, with_keys=False, with_masks=True, labels=labels)
+    sizes = {stride: c.shape[0] for stride, c in per_stride.items()}
+    scan = PaddedScan.allocate(feats, sizes, 256, with_keys=False, with_masks=True, labels=labels)
     scan.load(feats, per_stride, labels)
     assert all(scan.coords[s].shape[0] > c.shape[0] for s, c in per_stride.items())  # every stride padded
     padded_logits = padded_model(scan.tensor())
@@ -76,7 +77,7 @@ def test_padding_voxels_are_nobodys_neighbours(kernel: int, stride: int) -> None
 def test_granularity_is_bounded_by_the_key_range() -> None:
     coords, feats, _ = _scan(100, 5, seed=3)
     with pytest.raises(ValueError, match="granularity"):
-        PaddedScan.allocate(feats, {(1, 1, 1): coords}, MAX_GRANULARITY * 2, with_keys=False,
+        PaddedScan.allocate(feats, {(1, 1, 1): coords.shape[0]}, MAX_GRANULARITY * 2, with_keys=False,
                             with_masks=False)
 
 

@@ -297,3 +297,54 @@ def test_graphed_train_step_follows_the_eager_steps() -> None:
     for (name, p), q in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
         if p.is_floating_point():  # a warm-up step left in would double an update
             assert _relative_error(p - start[name], (q - start[name]).double()) < 1e-3, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momentum: float | None) -> None:
+    """The Triton BatchNorm of padded tensors (training: masked statistics, running-statistics
+    update, gradients; eval: running statistics) against the plain-torch path in float64."""
+    import copy
+
+    from kernels import nn as spnn
+    from kernels.nn.modules import _fused_inference, _masked_batch_norm
+
+    generator = torch.Generator().manual_seed(7)
+    n, real, c = 70000, 61234, 96  # several row blocks per program of the sums
+    bn = spnn.BatchNorm(c, momentum=momentum).cuda()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    exact = copy.deepcopy(bn).double()
+    feats = (torch.randn(n, c, generator=generator) * 3 + 5).to(dtype)
+    feats[real:] = 0  # padding rows hold zeros
+    mask = torch.zeros(n, 1)
+    mask[:real] = 1
+    grad = torch.randn(n, c, generator=generator)
+    count = torch.tensor(float(real), dtype=torch.float64)
+    x = feats.cuda().requires_grad_()
+    y = _masked_batch_norm(bn, x, mask.cuda(), count.cuda())
+    (y.float() * grad.cuda()).sum().backward()
+    x64 = feats.double().requires_grad_()
+    y64 = _masked_batch_norm(exact.cpu(), x64, mask.double(), count)  # CPU: the plain-torch path
+    (y64 * grad.double()).sum().backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-3
+    pairs = (("y", y, y64), ("dx", x.grad, x64.grad), ("dweight", bn.weight.grad, exact.weight.grad),
+             ("dbias", bn.bias.grad, exact.bias.grad), ("running_mean", bn.running_mean, exact.running_mean),
+             ("running_var", bn.running_var, exact.running_var))
+    for what, got, want in pairs:
+        assert _relative_error(got.detach().cpu(), want.detach()) < tolerance, what
+    assert torch.all(y[real:] == 0)
+    assert bn.num_batches_tracked.item() == exact.num_batches_tracked.item() == 1
+
+    bn.eval()
+    with torch.no_grad():
+        assert _fused_inference(bn, x)
+        got = bn(kernels.SparseTensor(x.detach(), torch.zeros(n, 4, dtype=torch.int32, device="cuda"))).feats
+    exact = exact.cpu().eval()
+    with torch.no_grad():
+        want = exact(kernels.SparseTensor(feats.double(), torch.zeros(n, 4, dtype=torch.int32))).feats
+    assert got.dtype == dtype
+    assert _relative_error(got.cpu(), want) < tolerance
