@@ -23,8 +23,9 @@ from kernels.triton.launch import Launcher
 
 _BLOCK_R = 64
 _BLOCK_C = 64
-_BLOCK_B = 32  # partial sums added per step by the finalising kernels
-_PROGRAMS_PER_SM = 4  # row programs of the sums: enough to fill the GPU, few partials to add up
+_BLOCK_B = 128  # partials added per step by the finalising kernels (several loads in flight)
+_FINAL_C = 32  # channels per finalising program
+_PROGRAMS_PER_SM = 2  # row programs of the sums: enough to fill the GPU, few partials to add up
 
 
 @triton.jit
@@ -265,11 +266,11 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         mean, var, invstd, scale = stats
         update = momentum is not None and running_mean is not None and running_var is not None
         _FINALISE_STATS(
-            (triton.cdiv(c, _BLOCK_C),), partial, count, shift, weight, mean, var, invstd, scale,
+            (triton.cdiv(c, _FINAL_C),), partial, count, shift, weight, mean, var, invstd, scale,
             running_mean if update else mean, running_var if update else var,
             tracked if update and tracked is not None else count, programs, c, float(eps),
             float(momentum or 0.0), UPDATE=update, TRACKED=update and tracked is not None,
-            BLOCK_B=_BLOCK_B, BLOCK_C=_BLOCK_C,
+            BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C,
         )
         y = torch.empty_like(x)
         _APPLY(_grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
@@ -287,8 +288,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         means = torch.empty(2, c, dtype=torch.float32, device=x.device)
         grad_weight = torch.empty(c, dtype=ctx.param_dtypes[0], device=x.device)
         grad_bias = torch.empty(c, dtype=ctx.param_dtypes[1], device=x.device)
-        _FINALISE_GRAD((triton.cdiv(c, _BLOCK_C),), partial, count, means[0], means[1], grad_weight,
-                       grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_BLOCK_C)
+        _FINALISE_GRAD((triton.cdiv(c, _FINAL_C),), partial, count, means[0], means[1], grad_weight,
+                       grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C)
         dx = torch.empty_like(x)
         _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, scale, means[0], means[1], dx, x.shape[0], c,
                     BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
