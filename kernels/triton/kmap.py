@@ -351,7 +351,9 @@ class GPUKernelMap:
 
 @dataclass(frozen=True)
 class _Offsets:
-    device_offsets: torch.Tensor  # [K, 3] int32 on the device
+    device_offsets: torch.Tensor  # [K, 3] int32 on the device, sorted by (x, y, z)
+    device_rows: torch.Tensor  # [K] int32: the weight row (offset index k) of each sorted offset
+    run: int  # sorted offsets come in runs of this many with the same x, y and z one apart
     reach: int  # largest |offset| on any axis
     zero: int | None  # index of the (0, 0, 0) offset, if any
 
@@ -365,8 +367,13 @@ def _offsets(kernel_size: Stride, dilation: Stride, device: torch.device) -> _Of
     if key not in _OFFSETS:
         host = kernel_offsets(kernel_size, dilation)
         zero = (host == 0).all(dim=1).nonzero().flatten().tolist()
-        _OFFSETS[key] = _Offsets(host.to(device=device, dtype=torch.int32), int(host.abs().max()),
-                                 zero[0] if zero else None)
+        # Sorted by (x, y, z), neighbours one apart in z are one apart in key: the query kernel
+        # searches for the first of a run and steps to the others.
+        rows = sorted(range(host.shape[0]), key=lambda k: tuple(host[k].tolist()))
+        run = kernel_size[2] if dilation[2] == 1 else 1
+        _OFFSETS[key] = _Offsets(host[rows].to(device=device, dtype=torch.int32),
+                                 torch.tensor(rows, dtype=torch.int32, device=device), run,
+                                 int(host.abs().max()), zero[0] if zero else None)
     return _OFFSETS[key]
 
 
@@ -396,9 +403,9 @@ def build_kernel_map(
         check_range(out_coords)
         _QUERY(
             _grid(n_out),
-            out_coords.contiguous(), offsets, keys, order if order is not None else keys, table, mask,
-            n_out, n_in, max(math.ceil(math.log2(n_in + 1)), 1), *conv_stride,
-            K=volume, HAS_ORDER=order is not None, WRITE_MASK=write_mask, BLOCK=_BLOCK,
+            out_coords.contiguous(), offsets, kernel.device_rows, keys, order if order is not None else keys,
+            table, mask, n_out, n_in, max(math.ceil(math.log2(n_in + 1)), 1), *conv_stride,
+            K=volume, RUN=kernel.run, HAS_ORDER=order is not None, WRITE_MASK=write_mask, BLOCK=_BLOCK,
         )
     submanifold = in_coords is out_coords and all(s == 1 for s in conv_stride)
     identity_offset = kernel.zero if submanifold and n_out else None

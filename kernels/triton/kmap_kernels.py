@@ -56,13 +56,18 @@ def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
 
 @triton.jit(do_not_specialize=["n_out", "n_in", "n_steps"])
 def query_kernel(
-    out_coords_ptr, offsets_ptr, keys_ptr, order_ptr, table_ptr, mask_ptr,
+    out_coords_ptr, offsets_ptr, weight_rows_ptr, keys_ptr, order_ptr, table_ptr, mask_ptr,
     n_out, n_in, n_steps, sx, sy, sz,
-    K: tl.constexpr, HAS_ORDER: tl.constexpr, WRITE_MASK: tl.constexpr, BLOCK: tl.constexpr,
+    K: tl.constexpr, RUN: tl.constexpr, HAS_ORDER: tl.constexpr, WRITE_MASK: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """table[o, k] = row of the input at `o * stride + offset[k]` (or -1), by binary search.
 
-    mask[o] gets bit k set when that neighbour exists (rows are later sorted by it).
+    Offsets come sorted by (x, y, z) (weight_rows[j]: the k of sorted offset j) in runs of RUN with
+    the same x and y and z one apart: one binary search per run, since the keys of a run's
+    queries are one apart too and the keys are unique, the lower bound of the next query is this
+    one's plus 1 if this one was found. mask[o] gets bit k set when that neighbour exists (rows
+    are later sorted by it).
     """
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = rows < n_out
@@ -72,10 +77,11 @@ def query_kernel(
     y = tl.load(base + 2, mask=ok, other=0).to(tl.int64) * sy
     z = tl.load(base + 3, mask=ok, other=0).to(tl.int64) * sz
     bits = tl.zeros([BLOCK], dtype=tl.int32)
-    for k in range(K):
-        dx = tl.load(offsets_ptr + k * 3).to(tl.int64)
-        dy = tl.load(offsets_ptr + k * 3 + 1).to(tl.int64)
-        dz = tl.load(offsets_ptr + k * 3 + 2).to(tl.int64)
+    for group in range(K // RUN):
+        j0 = group * RUN
+        dx = tl.load(offsets_ptr + j0 * 3).to(tl.int64)
+        dy = tl.load(offsets_ptr + j0 * 3 + 1).to(tl.int64)
+        dz = tl.load(offsets_ptr + j0 * 3 + 2).to(tl.int64)
         query = _key(b, x + dx, y + dy, z + dz)
         lo = tl.zeros([BLOCK], dtype=tl.int64)
         hi = tl.zeros([BLOCK], dtype=tl.int64) + n_in
@@ -86,16 +92,20 @@ def query_kernel(
             right = active & (value < query)
             lo = tl.where(right, mid + 1, lo)
             hi = tl.where(active & (value >= query), mid, hi)
-        position = tl.minimum(lo, n_in - 1)
-        found = ok & (tl.load(keys_ptr + position, mask=ok, other=-1) == query)
-        if HAS_ORDER:
-            index = tl.load(order_ptr + position, mask=found, other=-1).to(tl.int32)
-        else:
-            index = position.to(tl.int32)
-        index = tl.where(found, index, -1)
-        tl.store(table_ptr + rows.to(tl.int64) * K + k, index, mask=ok)
-        if WRITE_MASK:
-            bits = bits | (found.to(tl.int32) << k)
+        for step in tl.static_range(RUN):
+            position = tl.minimum(lo, n_in - 1)
+            found = ok & (tl.load(keys_ptr + position, mask=ok, other=-1) == query)
+            if HAS_ORDER:
+                index = tl.load(order_ptr + position, mask=found, other=-1).to(tl.int32)
+            else:
+                index = position.to(tl.int32)
+            index = tl.where(found, index, -1)
+            k = tl.load(weight_rows_ptr + j0 + step)
+            tl.store(table_ptr + rows.to(tl.int64) * K + k, index, mask=ok)
+            if WRITE_MASK:
+                bits = bits | (found.to(tl.int32) << k)
+            lo = lo + found.to(tl.int64)
+            query = query + 1
     if WRITE_MASK:
         tl.store(mask_ptr + rows, bits, mask=ok)
 

@@ -118,6 +118,10 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
     assert got.identity_offset == ref.identity_offset
     back = got.transposed()
     assert torch.equal(back.out_in_map(), ref.transposed().out_in_map())
+    for side in (got.output_side(), got.input_side()):  # bitmasks: bit k set iff column k has a neighbour
+        columns = torch.arange(side.sorted_table.shape[0], device="cuda")[:, None]
+        present = (side.sorted_table >= 0).long() << columns
+        assert torch.equal(side.sorted_mask.long() & 0xFFFFFFFF, present.sum(dim=0))
 
 
 @pytest.mark.parametrize("kernel", ["loop", "pipelined"])
