@@ -69,7 +69,8 @@ def pack_keys(coords: torch.Tensor, stride: Stride = (1, 1, 1)) -> torch.Tensor:
     coords = coords.contiguous()
     keys = torch.empty(coords.shape[0], dtype=torch.int64, device=coords.device)
     if coords.shape[0]:
-        _PACK(_grid(coords.shape[0]), coords, keys, coords.shape[0], *stride, BLOCK=_BLOCK)
+        _PACK(_grid(coords.shape[0]), coords, keys, keys, coords.shape[0], *stride, 0, 0, CHECK=False,
+              BLOCK=_BLOCK)
     return keys
 
 
@@ -109,13 +110,15 @@ def _from_keys(keys: torch.Tensor) -> torch.Tensor:
 class SortedLevels:
     """Down-sampled coordinates of several strides before compaction (`sort_levels`).
 
-    keys: [L, n] int64, the sorted keys of every input voxel at each stride; runs: [L, n], run[l, i]
-    = the number of distinct keys among keys[l, :i + 1]; counts: distinct voxels per stride (host).
+    keys: [L, n] int64, the sorted keys of every input voxel at each stride; runs: [L, n], runs[l, i]
+    - bases[l] = the number of distinct keys among keys[l, :i + 1]; counts: distinct voxels per
+    stride (host), bases: their running sums (host).
     """
 
     keys: torch.Tensor
     runs: torch.Tensor
     counts: list[int]
+    bases: list[int]
 
     def fill(self, level: int, coords: torch.Tensor, keys: torch.Tensor | None = None,
              mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
@@ -123,8 +126,8 @@ class SortedLevels:
         """Write level `level` into `coords` [cap, 4] (and its sorted keys into `keys`) in one
         launch: the distinct voxels first, then `cap - counts[level]` padding voxels, see
         `fill_rows`."""
-        _fill(self.keys[level], self.runs[level], self.keys.shape[1], self.counts[level], coords, keys, mask,
-              count, pad_x0, pad_batch, pad_spacing)
+        _fill(self.keys[level], self.runs[level], self.bases[level], self.keys.shape[1], self.counts[level],
+              coords, keys, mask, count, pad_x0, pad_batch, pad_spacing)
 
     def level(self, level: int) -> torch.Tensor:
         """The distinct coordinates of one stride, sorted, as `downsample_coords` returns them."""
@@ -143,23 +146,27 @@ def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -
     Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); one batched
     sort for all of them, and only the counts (and the range) go to the host, together.
     """
-    n = coords.shape[0]
-    keys = torch.empty(len(strides), n, dtype=torch.int64, device=coords.device)
+    n, n_levels = coords.shape[0], len(strides)
+    keys = torch.empty(n_levels, n, dtype=torch.int64, device=coords.device)
     if n == 0:
-        return SortedLevels(keys, keys.clone(), [0] * len(strides))
+        return SortedLevels(keys, keys.clone(), [0] * n_levels, [0] * n_levels)
     coords = coords.contiguous()
-    for level, stride in enumerate(strides):
-        _PACK(_grid(n), coords, keys[level], n, *stride, BLOCK=_BLOCK)
+    outside = torch.zeros(1, dtype=torch.int32, device=coords.device)
+    for level, stride in enumerate(strides):  # the first also checks the range
+        _PACK(_grid(n), coords, keys[level], outside, n, *stride, kk.BIAS - _REACH, batch_limit,
+              CHECK=level == 0, BLOCK=_BLOCK)
     keys = torch.sort(keys, dim=1).values
     first = torch.ones_like(keys, dtype=torch.bool)
     torch.ne(keys[:, 1:], keys[:, :-1], out=first[:, 1:])
-    runs = torch.cumsum(first, dim=1)
-    low, high = coords.aminmax(dim=0)
-    host = torch.cat([low.to(torch.int64), high.to(torch.int64), runs[:, -1]]).tolist()  # the one sync
-    _raise_out_of_range([host[:4], host[4:8]], batch_limit)
+    runs = torch.cumsum(first.view(-1), dim=0).view(n_levels, n)  # one flat scan: counts run on
+    host = torch.cat([outside.to(torch.int64), runs[:, -1]]).tolist()  # the one sync
+    if host[0]:
+        _raise_out_of_range(torch.stack(coords.aminmax(dim=0)).tolist(), batch_limit)
     if batch_limit <= kk.BATCH_LIMIT:
         coords._weak3d_range_ok = True  # type: ignore[attr-defined]
-    return SortedLevels(keys, runs, host[8:])
+    ends = host[1:]
+    bases = [0, *ends[:-1]]
+    return SortedLevels(keys, runs, [end - base for end, base in zip(ends, bases, strict=True)], bases)
 
 
 def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
@@ -174,13 +181,13 @@ def fill_rows(coords_out: torch.Tensor, real: torch.Tensor, mask: torch.Tensor |
     """coords_out [cap, 4] = the rows of `real` [n, 4], then padding voxels (pad_batch,
     pad_x0 + pad_spacing * j, 0, 0) for j < cap - n, in one launch. With `mask` [cap, 1] (float32) and
     `count` (0-dim float64): mask = 1 on the real rows and 0 after, count = n."""
-    _fill(real.contiguous(), None, 0, real.shape[0], coords_out, None, mask, count, pad_x0, pad_batch,
+    _fill(real.contiguous(), None, 0, 0, real.shape[0], coords_out, None, mask, count, pad_x0, pad_batch,
           pad_spacing)
 
 
-def _fill(src: torch.Tensor, runs: torch.Tensor | None, n: int, count: int, coords: torch.Tensor,
-          keys: torch.Tensor | None, mask: torch.Tensor | None, count_out: torch.Tensor | None,
-          pad_x0: int, pad_batch: int, pad_spacing: int) -> None:
+def _fill(src: torch.Tensor, runs: torch.Tensor | None, run_base: int, n: int, count: int,
+          coords: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor | None,
+          count_out: torch.Tensor | None, pad_x0: int, pad_batch: int, pad_spacing: int) -> None:
     cap = coords.shape[0]
     if cap < count:
         raise ValueError(f"fill: {count} rows do not fit a buffer of {cap}")
@@ -190,7 +197,7 @@ def _fill(src: torch.Tensor, runs: torch.Tensor | None, n: int, count: int, coor
         raise ValueError("fill: give both the row mask and the count tensor, or neither")
     _FILL_LEVEL(_grid(max(n, cap)), src, src if runs is None else runs, coords,
                 coords if keys is None else keys, coords if mask is None else mask,
-                coords if count_out is None else count_out, n, count, cap, pad_x0, pad_batch,
+                coords if count_out is None else count_out, n, count, cap, run_base, pad_x0, pad_batch,
                 FROM_KEYS=runs is not None, WITH_KEYS=keys is not None, WITH_MASK=mask is not None,
                 PAD_SPACING=pad_spacing, BLOCK=_BLOCK)
 

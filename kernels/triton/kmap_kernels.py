@@ -22,8 +22,13 @@ def _key(b, x, y, z):
 
 
 @triton.jit(do_not_specialize=["n"])
-def pack_keys_kernel(coords_ptr, keys_ptr, n, sx, sy, sz, BLOCK: tl.constexpr):
-    """keys[i] = key(b, floor(x / sx), floor(y / sy), floor(z / sz)) of int32 coords [n, 4]."""
+def pack_keys_kernel(coords_ptr, keys_ptr, flag_ptr, n, sx, sy, sz, limit, batch_limit,
+                     CHECK: tl.constexpr, BLOCK: tl.constexpr):
+    """keys[i] = key(b, floor(x / sx), floor(y / sy), floor(z / sz)) of int32 coords [n, 4].
+
+    CHECK: flag (int32, zeroed) becomes 1 if an axis is outside [-limit, limit) or a batch outside
+    [0, batch_limit): the keys would not hold it.
+    """
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = rows < n
     base = coords_ptr + rows.to(tl.int64) * 4
@@ -31,6 +36,10 @@ def pack_keys_kernel(coords_ptr, keys_ptr, n, sx, sy, sz, BLOCK: tl.constexpr):
     x = tl.load(base + 1, mask=ok, other=0).to(tl.int64)
     y = tl.load(base + 2, mask=ok, other=0).to(tl.int64)
     z = tl.load(base + 3, mask=ok, other=0).to(tl.int64)
+    if CHECK:
+        outside = (b < 0) | (b >= batch_limit) | (x < -limit) | (x >= limit) | (y < -limit) | (y >= limit)
+        outside = ok & (outside | (z < -limit) | (z >= limit))
+        tl.atomic_max(flag_ptr, tl.max(outside.to(tl.int32), axis=0))
     # floor division of possibly negative values: shift to non-negative first (truncation and
     # floor then agree on the GPU and in the interpreter).
     shift = 131072
@@ -156,16 +165,17 @@ def _unpack_store(coords_ptr, rows, key, ok):
     tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
 
 
-@triton.jit(do_not_specialize=["n", "count", "cap"])
+@triton.jit(do_not_specialize=["n", "count", "cap", "run_base"])
 def fill_level_kernel(
-    src_ptr, run_ptr, coords_ptr, keys_ptr, mask_ptr, count_ptr, n, count, cap, pad_x0, pad_batch,
+    src_ptr, run_ptr, coords_ptr, keys_ptr, mask_ptr, count_ptr, n, count, cap, run_base, pad_x0, pad_batch,
     FROM_KEYS: tl.constexpr, WITH_KEYS: tl.constexpr, WITH_MASK: tl.constexpr, PAD_SPACING: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """One stride's rows of a padded scan (kernels.graphs), in one launch.
 
     Real rows `[0, count)`: FROM_KEYS, the distinct keys of the sorted `src` (n int64 keys; run[i]
-    = 1 + the number of distinct keys among src[:i + 1]), unpacked into coords (and copied to keys);
+    - run_base = the number of distinct keys among src[:i + 1]), unpacked into coords (and copied
+    to keys);
     else a copy of the int32 coords `src` [count, 4]. Padding rows `[count, cap)`: voxels
     (pad_batch, pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ... WITH_MASK: mask[r] = 1 for real
     rows, 0 for padding, and count_ptr (0-dim float64) = count.
@@ -173,8 +183,8 @@ def fill_level_kernel(
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     if FROM_KEYS:
         ok = i < n
-        run = tl.load(run_ptr + i, mask=ok, other=0)
-        previous = tl.load(run_ptr + i - 1, mask=ok & (i > 0), other=0)
+        run = tl.load(run_ptr + i, mask=ok, other=0) - run_base
+        previous = tl.load(run_ptr + i - 1, mask=ok & (i > 0), other=run_base) - run_base
         first = ok & (run != previous)  # the first of a run of equal keys
         key = tl.load(src_ptr + i, mask=first, other=0)
         _unpack_store(coords_ptr, run - 1, key, first)

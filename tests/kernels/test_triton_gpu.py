@@ -352,3 +352,16 @@ def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momen
         want = exact(kernels.SparseTensor(feats.double(), torch.zeros(n, 4, dtype=torch.int32))).feats
     assert got.dtype == dtype
     assert _relative_error(got.cpu(), want) < tolerance
+
+
+@pytest.mark.parametrize("bad", [[511, 0, 0, 0], [-1, 0, 0, 0], [0, 131072 - 64, 0, 0], [0, 0, -131009, 0],
+                                 [0, 0, 0, 131072 - 64]])
+def test_sort_levels_names_coordinates_the_keys_cannot_hold(bad: list[int]) -> None:
+    """The graph runners' one-sync level sort checks the range on the device (batch < 511 there)."""
+    from kernels.triton import kmap as gpu_kmap
+
+    coords = torch.tensor([[0, 1, 2, 3], [1, -5, 4, 2], bad], dtype=torch.int32, device="cuda")
+    with pytest.raises(ValueError, match="out of the Triton backend's key range"):
+        gpu_kmap.sort_levels(coords, [(2, 2, 2)], batch_limit=511)
+    edge = torch.tensor([[510, -131008, 131007, 0]], dtype=torch.int32, device="cuda")
+    assert gpu_kmap.sort_levels(torch.cat([coords[:2], edge]), [(2, 2, 2)], batch_limit=511).counts == [3]
