@@ -1,6 +1,15 @@
 """Sparse layers (torchsparse.nn-like)."""
 
 from kernels.nn.conv import Conv3d
-from kernels.nn.modules import BatchNorm, DenseSyncBatchNorm, LeakyReLU, ReLU, SyncBatchNorm
+from kernels.nn.modules import (
+    BatchNorm,
+    DenseSyncBatchNorm,
+    LeakyReLU,
+    ReLU,
+    SyncBatchNorm,
+    fuse_batch_norm_relu,
+)
 
-__all__ = ["BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm"]
+__all__ = [
+    "BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm", "fuse_batch_norm_relu",
+]

@@ -16,8 +16,12 @@ class BatchNorm(nn.BatchNorm1d):
     """`nn.BatchNorm1d` over the voxel features (same parameter names as torchsparse).
 
     On a tensor padded by `kernels.graphs` (a row mask in its caches) the training statistics
-    cover the real rows only and padding rows come out as zeros.
+    cover the real rows only and padding rows come out as zeros. `fused_relu` (set by
+    `fuse_batch_norm_relu`): a ReLU follows the normalisation, inside the same kernels on the Triton
+    backend (one pass over the features instead of two, forward and backward).
     """
+
+    fused_relu = False
 
     def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
         masked = input._caches.row_masks.get(input.stride)
@@ -27,8 +31,27 @@ class BatchNorm(nn.BatchNorm1d):
             from kernels.triton.batchnorm import batch_norm_inference
 
             return input.replace_feats(batch_norm_inference(
-                input.feats, self.running_mean, self.running_var, self.weight, self.bias, self.eps))
-        return input.replace_feats(super().forward(input.feats))
+                input.feats, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
+                relu=self.fused_relu))
+        return input.replace_feats(_activate(self, super().forward(input.feats)))
+
+
+def _activate(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(x) if getattr(bn, "fused_relu", False) else x
+
+
+def fuse_batch_norm_relu(module: nn.Module) -> nn.Module:
+    """In every `nn.Sequential` of `module`, a `BatchNorm` directly followed by a `ReLU` takes the
+    ReLU over (`fused_relu`) and the ReLU's place is held by an `nn.Identity` (no parameters either:
+    state-dict keys stay). Returns `module`, changed in place."""
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for name, following in zip(names, names[1:], strict=False):
+            bn, relu = seq._modules[name], seq._modules[following]
+            if isinstance(bn, BatchNorm) and type(relu) is ReLU and not bn.fused_relu:
+                bn.fused_relu = True
+                seq._modules[following] = nn.Identity()
+    return module
 
 
 def _fused_inference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:
@@ -70,7 +93,7 @@ class SyncBatchNorm(BatchNorm):
     def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
         if not (self.training and self.synchronize and _several_processes()):
             return super().forward(input)
-        return input.replace_feats(_synced_batch_norm(self, input.feats))
+        return input.replace_feats(_activate(self, _synced_batch_norm(self, input.feats)))
 
 
 class DenseSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -113,6 +136,7 @@ def _convert(
         for name, buffer in module.named_buffers(recurse=False):
             setattr(new, name, buffer)
         new.train(module.training)
+        new.fused_relu = getattr(module, "fused_relu", False)  # type: ignore[assignment]
         return new
     for name, child in module.named_children():
         module.add_module(name, _convert(child, types, cls))
@@ -140,8 +164,9 @@ def _masked_batch_norm(
     bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor
 ) -> torch.Tensor:
     """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
-    rows come out as zeros. No host sync, so it can run inside a CUDA graph. On CUDA tensors with
-    the Triton backend: four fused kernels (kernels.triton.batchnorm) instead of these passes."""
+    rows come out as zeros (then the ReLU, if `bn` has it fused). No host sync, so it can run
+    inside a CUDA graph. On CUDA tensors with the Triton backend: six kernels
+    (kernels.triton.batchnorm) instead of these passes."""
     if x.is_cuda and get_backend(x.device).name == "triton":
         from kernels.triton.batchnorm import MaskedBatchNormFunction
 
@@ -153,7 +178,7 @@ def _masked_batch_norm(
         momentum = bn.momentum if tracking else None
         out, mean, var = MaskedBatchNormFunction.apply(
             x, mask, count, weight, bias, shift.detach(), bn.running_mean, bn.running_var,
-            bn.num_batches_tracked, bn.eps, momentum)
+            bn.num_batches_tracked, bn.eps, momentum, getattr(bn, "fused_relu", False))
         if tracking and momentum is None:
             _update_running_stats(bn, mean, var, count)
         return out
@@ -161,7 +186,7 @@ def _masked_batch_norm(
     mean = (xf * mask).sum(dim=0) / count
     centred = xf - mean
     var = (centred * centred * mask).sum(dim=0) / count
-    return (_normalise(bn, centred, mean, var, count) * mask).to(x.dtype)
+    return _activate(bn, _normalise(bn, centred, mean, var, count) * mask).to(x.dtype)
 
 
 def _normalise(

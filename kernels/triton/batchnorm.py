@@ -87,21 +87,34 @@ def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_p
     _store_sums(partial_ptr, first, second, c, cols, col_ok)
 
 
+@triton.jit
+def _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU: tl.constexpr):
+    """(m dy, xhat) of a tile; with RELU, dy is the ReLU's input gradient (0 where the
+    normalised value weight * xhat + bias is not positive)."""
+    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
+    xhat = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - mean) * invstd
+    if RELU:
+        dy = tl.where(xhat * weight + bias > 0, dy, 0.0)
+    return dy, xhat
+
+
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
-def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, partial_ptr, n_rows, c,
-                       rows_per_program, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr, bias_ptr, partial_ptr,
+                       n_rows, c, rows_per_program, RELU: tl.constexpr, BLOCK_R: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
     """Sums of m dy and m dy xhat over this program's rows."""
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < c
     mean = _vector(mean_ptr, cols, col_ok)[None, :]
     invstd = _vector(invstd_ptr, cols, col_ok)[None, :]
+    weight = _vector(weight_ptr, cols, col_ok)[None, :]
+    bias = _vector(bias_ptr, cols, col_ok)[None, :]
     start, end = _run(rows_per_program, n_rows)
     first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
     second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
     for r0 in range(start, end, BLOCK_R):
         m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
-        dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
-        xhat = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - mean) * invstd
+        dy, xhat = _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU)
         first += dy
         second += dy * xhat
     _store_sums(partial_ptr, first, second, c, cols, col_ok)
@@ -169,25 +182,30 @@ def _finalise_grad_kernel(partial_ptr, count_ptr, mean_dy_ptr, mean_dyx_ptr, gra
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, y_ptr, n_rows, c,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = ((x - mean) * scale + bias) * m, scale = weight / std."""
+                  RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = ((x - mean) * scale + bias) * m, scale = weight / std (then max(y, 0) with RELU)."""
     rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
     x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
     centred = x - _vector(mean_ptr, cols, col_ok)[None, :]
     y = (centred * _vector(scale_ptr, cols, col_ok)[None, :] + _vector(bias_ptr, cols, col_ok)[None, :]) * m
+    if RELU:
+        y = tl.maximum(y, 0.0)
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
-def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, scale_ptr, mean_dy_ptr, mean_dyx_ptr,
-                       dx_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr, bias_ptr, scale_ptr,
+                       mean_dy_ptr, mean_dyx_ptr, dx_ptr, n_rows, c, RELU: tl.constexpr,
+                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx = m * scale * (m dy - mean(m dy) - xhat * mean(m dy xhat))."""
     rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * m
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    xhat = (x - _vector(mean_ptr, cols, col_ok)[None, :]) * _vector(invstd_ptr, cols, col_ok)[None, :]
+    mean = _vector(mean_ptr, cols, col_ok)[None, :]
+    invstd = _vector(invstd_ptr, cols, col_ok)[None, :]
+    weight = _vector(weight_ptr, cols, col_ok)[None, :]
+    bias = _vector(bias_ptr, cols, col_ok)[None, :]
+    dy, xhat = _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU)
     mean_dy = _vector(mean_dy_ptr, cols, col_ok)[None, :]
     mean_dyx = _vector(mean_dyx_ptr, cols, col_ok)[None, :]
     dx = m * _vector(scale_ptr, cols, col_ok)[None, :] * (dy - mean_dy - xhat * mean_dyx)
@@ -196,13 +214,15 @@ def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, scale_ptr,
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias_ptr, y_ptr, n_rows, c, eps,
-                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+                      RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias (then max(y, 0) with RELU)."""
     rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
     scale = _vector(weight_ptr, cols, col_ok) / tl.sqrt(_vector(running_var_ptr, cols, col_ok) + eps)
     shift = _vector(bias_ptr, cols, col_ok) - _vector(running_mean_ptr, cols, col_ok) * scale
-    x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
-    tl.store(y_ptr + offsets, (x * scale[None, :] + shift[None, :]).to(y_ptr.dtype.element_ty), mask=ok)
+    y = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * scale[None, :] + shift[None, :]
+    if RELU:
+        y = tl.maximum(y, 0.0)
+    tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 _STATS = Launcher(_stats_kernel)
@@ -235,29 +255,30 @@ def _runs(x: torch.Tensor) -> tuple[int, int]:
     return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _BLOCK_R
 
 
-def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, int]:
+def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, **constexprs: Any
+                 ) -> tuple[torch.Tensor, int]:
     """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums."""
     programs, rows_per_program = _runs(x)
     partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
     kernel((programs, triton.cdiv(x.shape[1], _BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
-           rows_per_program, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+           rows_per_program, **constexprs, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
     return partial, programs
 
 
 class MaskedBatchNormFunction(torch.autograd.Function):
     """(x [N, C], mask [N, 1] float32, count (0-dim), weight [C], bias [C], shift [C], running_mean,
-    running_var, num_batches_tracked, eps, momentum) -> (y, mean, biased var).
+    running_var, num_batches_tracked, eps, momentum, relu) -> (y, mean, biased var).
 
     shift: the running mean (or zeros), subtracted before summing squares. With a `momentum` and
     running statistics, the kernels update them (and num_batches_tracked, if given) in place;
-    momentum None leaves them to the caller.
+    momentum None leaves them to the caller. relu: y = max(normalised, 0).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor, shift: torch.Tensor, running_mean: torch.Tensor | None,
                 running_var: torch.Tensor | None, tracked: torch.Tensor | None, eps: float,
-                momentum: float | None) -> tuple[torch.Tensor, ...]:
+                momentum: float | None, relu: bool = False) -> tuple[torch.Tensor, ...]:
         x = x.contiguous()
         mask = mask.reshape(-1).float().contiguous()
         c = x.shape[1]
@@ -273,35 +294,40 @@ class MaskedBatchNormFunction(torch.autograd.Function):
             BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C,
         )
         y = torch.empty_like(x)
-        _APPLY(_grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
-        ctx.save_for_backward(x, mask, count, mean, invstd, scale)
+        _APPLY(_grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, RELU=relu, BLOCK_R=_BLOCK_R,
+               BLOCK_C=_BLOCK_C)
+        ctx.save_for_backward(x, mask, count, mean, invstd, scale, weight, bias)
+        ctx.relu = relu
         ctx.param_dtypes = (weight.dtype, bias.dtype)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
-        x, mask, count, mean, invstd, scale = ctx.saved_tensors
+        x, mask, count, mean, invstd, scale, weight, bias = ctx.saved_tensors
         dy = dy.contiguous()
         c = x.shape[1]
-        partial, programs = _column_sums(_GRAD_STATS, x, dy, x, mask, mean, invstd)
+        partial, programs = _column_sums(_GRAD_STATS, x, dy, x, mask, mean, invstd, weight, bias,
+                                         RELU=ctx.relu)
         means = torch.empty(2, c, dtype=torch.float32, device=x.device)
         grad_weight = torch.empty(c, dtype=ctx.param_dtypes[0], device=x.device)
         grad_bias = torch.empty(c, dtype=ctx.param_dtypes[1], device=x.device)
         _FINALISE_GRAD((triton.cdiv(c, _FINAL_C),), partial, count, means[0], means[1], grad_weight,
                        grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C)
         dx = torch.empty_like(x)
-        _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, scale, means[0], means[1], dx, x.shape[0], c,
-                    BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
-        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None
+        _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
+                    x.shape[0], c, RELU=ctx.relu, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None, None
 
 
 def batch_norm_inference(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
-                         weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eval-mode BatchNorm of rows [N, C] in one kernel (no autograd: callers use it without grads)."""
+                         weight: torch.Tensor, bias: torch.Tensor, eps: float, relu: bool = False
+                         ) -> torch.Tensor:
+    """Eval-mode BatchNorm of rows [N, C] (then a ReLU with `relu`) in one kernel (no autograd:
+    callers use it without grads)."""
     x = x.contiguous()
     y = torch.empty_like(x)
     if x.shape[0]:
         _INFERENCE(_grid(x), x, running_mean, running_var, weight, bias, y, x.shape[0], x.shape[1],
-                   float(eps), BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+                   float(eps), RELU=relu, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
     return y

@@ -304,10 +304,12 @@ def test_graphed_train_step_follows_the_eager_steps() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momentum: float | None) -> None:
+@pytest.mark.parametrize(("momentum", "relu"), [(0.1, True), (None, False)])
+def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momentum: float | None,
+                                                       relu: bool) -> None:
     """The Triton BatchNorm of padded tensors (training: masked statistics, running-statistics
-    update, gradients; eval: running statistics) against the plain-torch path in float64."""
+    update, gradients; eval: running statistics; with and without a fused ReLU) against the
+    plain-torch path in float64."""
     import copy
 
     from kernels import nn as spnn
@@ -316,6 +318,7 @@ def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momen
     generator = torch.Generator().manual_seed(7)
     n, real, c = 70000, 61234, 96  # several row blocks per program of the sums
     bn = spnn.BatchNorm(c, momentum=momentum).cuda()
+    bn.fused_relu = relu
     with torch.no_grad():
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)

@@ -1,7 +1,9 @@
 """Sparse building blocks of MinkUNet / SPVCNN.
 
 Class and attribute names follow spvnas (`net`, `downsample`) so that state-dict keys of spvnas
-checkpoints (`stage1.1.net.0.kernel`, `stage1.1.downsample.0.kernel`, ...) match.
+checkpoints (`stage1.1.net.0.kernel`, `stage1.1.downsample.0.kernel`, ...) match. Each BatchNorm
+followed by a ReLU takes the ReLU into its kernels (`kernels.nn.fuse_batch_norm_relu`; the ReLU's
+slot holds an Identity, so the keys stay).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ class BasicConvolutionBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  dilation: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(
+        self.net = spnn.fuse_batch_norm_relu(nn.Sequential(
             spnn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation),
             spnn.BatchNorm(out_channels),
             spnn.ReLU(True),
-        )
+        ))
 
     def forward(self, x: kernels.SparseTensor) -> kernels.SparseTensor:
         return self.net(x)
@@ -33,11 +35,11 @@ class BasicDeconvolutionBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2) -> None:
         super().__init__()
-        self.net = nn.Sequential(
+        self.net = spnn.fuse_batch_norm_relu(nn.Sequential(
             spnn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, transposed=True),
             spnn.BatchNorm(out_channels),
             spnn.ReLU(True),
-        )
+        ))
 
     def forward(self, x: kernels.SparseTensor) -> kernels.SparseTensor:
         return self.net(x)
@@ -49,13 +51,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  dilation: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(
+        self.net = spnn.fuse_batch_norm_relu(nn.Sequential(
             spnn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation),
             spnn.BatchNorm(out_channels),
             spnn.ReLU(True),
             spnn.Conv3d(out_channels, out_channels, kernel_size, stride=1, dilation=dilation),
             spnn.BatchNorm(out_channels),
-        )
+        ))
         if in_channels == out_channels and stride == 1:
             self.downsample: nn.Module = nn.Identity()
         else:
@@ -96,14 +98,14 @@ def decoder_stage(in_channels: int, skip_channels: int, out_channels: int) -> nn
 
 def stem(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two k3 submanifold convolutions, each with BatchNorm and ReLU."""
-    return nn.Sequential(
+    return spnn.fuse_batch_norm_relu(nn.Sequential(
         spnn.Conv3d(in_channels, out_channels, kernel_size=3, stride=1),
         spnn.BatchNorm(out_channels),
         spnn.ReLU(True),
         spnn.Conv3d(out_channels, out_channels, kernel_size=3, stride=1),
         spnn.BatchNorm(out_channels),
         spnn.ReLU(True),
-    )
+    ))
 
 
 def run_decoder_stage(

@@ -1,0 +1,55 @@
+"""`kernels.nn.fuse_batch_norm_relu`: the same network, fewer passes (CPU, reference backend)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from sparse_dense_oracle import random_coords
+from torch import nn
+
+import kernels
+from kernels import nn as spnn
+from kernels.graphs import PaddedScan, stride_coords
+
+
+def _block() -> nn.Sequential:
+    return nn.Sequential(spnn.Conv3d(4, 8, 3), spnn.BatchNorm(8), spnn.ReLU(True),
+                         spnn.Conv3d(8, 8, 3), spnn.BatchNorm(8), spnn.LeakyReLU())
+
+
+def test_fusion_keeps_the_outputs_gradients_and_state_dict_keys() -> None:
+    torch.manual_seed(0)
+    plain = _block().double()
+    fused = spnn.fuse_batch_norm_relu(copy.deepcopy(plain))
+    assert fused[1].fused_relu and isinstance(fused[2], nn.Identity)
+    assert not fused[4].fused_relu and isinstance(fused[5], spnn.LeakyReLU)  # only a ReLU is taken over
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    coords = random_coords(2, 8, 0.3, torch.Generator().manual_seed(3), torch.device("cpu"))
+    feats = torch.randn(coords.shape[0], 4, dtype=torch.float64)
+    for training in (True, False):
+        outputs = []
+        for model in (plain, fused):
+            model.train(training).zero_grad()
+            out = model(kernels.SparseTensor(feats, coords.clone())).feats
+            out.square().sum().backward()
+            outputs.append((out, model[0].kernel.grad.clone(), model[1].running_mean.clone()))
+        for a, b in zip(*outputs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_relu_applies_on_padded_tensors_and_under_sync_batch_norm() -> None:
+    torch.manual_seed(1)
+    fused = spnn.fuse_batch_norm_relu(_block().double())
+    coords = random_coords(2, 8, 0.3, torch.Generator().manual_seed(4), torch.device("cpu"))
+    feats = torch.randn(coords.shape[0], 4, dtype=torch.float64)
+    per_stride = stride_coords(coords, [(1, 1, 1)])
+    scan = PaddedScan.allocate(feats, {s: c.shape[0] for s, c in per_stride.items()}, 64, with_keys=False,
+                               with_masks=True)
+    scan.load(feats, per_stride)
+    padded = fused[:3](scan.tensor()).feats  # training: masked statistics over the real rows
+    assert padded.min() >= 0 and padded[coords.shape[0]:].abs().max() == 0
+    synced = spnn.SyncBatchNorm.convert(copy.deepcopy(fused))
+    assert synced[1].fused_relu and type(synced[1]) is spnn.SyncBatchNorm
+    out = synced.eval()(kernels.SparseTensor(feats, coords.clone())).feats
+    assert torch.equal(out, fused.eval()(kernels.SparseTensor(feats, coords.clone())).feats)
