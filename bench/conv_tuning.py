@@ -1,8 +1,9 @@
 """Block configurations of the Triton convolution kernels, timed on the calls a MinkUNet makes (GPU).
 
-    python bench/conv_tuning.py [--scan PATH] [--out JSON] [--inputs nuscenes@5cm,dense64@5cm]
+    python bench/conv_tuning.py [--scan PATH] [--out JSON] [--inputs nuscenes@5cm,dense64@5cm] [--inference]
 
-One fp16 training step (autocast, batch 2, MinkUNet cr 1.0) is run with the implicit GEMM and the
+One fp16 training step (autocast, batch 2, MinkUNet cr 1.0; `--inference`: an eval-mode fp16
+forward pass at batch 1, as spconv_compare times inference) is run with the implicit GEMM and the
 weight gradient wrapped, so that every call the network makes (forward, input gradient, weight
 gradient) is recorded with its arguments; calls with the same shape, map kind and direction are
 merged (their count kept). Each distinct call is then replayed with every candidate configuration
@@ -60,8 +61,9 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
     for stages in (2, 4):
         out[f"pipe{stages} m64 w4"] = {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": block_k, "num_warps": 4,
                                        "STAGES": stages}
-    if block_n > 64:
-        out["pipe m64 w4 n64"] = {**out["pipe m64 w4"], "BLOCK_N": 64}
+    if block_n > 64:  # more programs for layers of few rows
+        for name in ("pipe m64 w4", "loop m64 w4", "loop m32 w4"):
+            out[f"{name} n64"] = {**out[name], "BLOCK_N": 64}
     if block_k > 32:
         out["pipe m64 w4 k32"] = {**out["pipe m64 w4"], "BLOCK_K": 32}
     return out
@@ -84,8 +86,10 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
     return out
 
 
-def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor) -> list[dict[str, Any]]:
-    """The distinct implicit-GEMM and weight-gradient calls of one training step, with counts."""
+def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor, inference: bool = False
+                 ) -> list[dict[str, Any]]:
+    """The distinct implicit-GEMM and weight-gradient calls of one training step (or of one
+    inference), with counts."""
     calls: dict[tuple[Any, ...], dict[str, Any]] = {}
     original_gemm, original_wgrad = triton_conv.implicit_gemm, triton_conv.weight_grad
 
@@ -106,6 +110,10 @@ def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor) ->
 
     triton_conv.implicit_gemm, triton_conv.weight_grad = gemm, wgrad
     try:
+        if inference:
+            with torch.no_grad():
+                model.eval().half()(kernels.SparseTensor(feats.half(), fresh(coords)))
+            return list(calls.values())
         labels = torch.randint(0, 17, (coords.shape[0],), device="cuda")
         with torch.autocast("cuda", dtype=torch.float16):
             logits = model(kernels.SparseTensor(feats, fresh(coords)))
@@ -199,24 +207,26 @@ def main() -> None:
     parser.add_argument("--scan", default=default_scan())
     parser.add_argument("--out", default=str(here / "bench" / "results" / "conv_tuning.json"))
     parser.add_argument("--inputs", default="nuscenes@5cm,dense64@5cm")
+    parser.add_argument("--inference", action="store_true", help="the calls of a batch-1 inference")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
     points = load_points(args.scan)
     sources = {"nuscenes": points, "dense64": synthesise_dense(points)}
-    results: dict[str, Any] = {"environment": environment(), "repeats": REPEATS, "inputs": {}}
+    results: dict[str, Any] = {"environment": environment(), "repeats": REPEATS, "inference": args.inference,
+                               "inputs": {}}
     for label in args.inputs.split(","):
         name, voxel = label.split("@")
         pts = sources[name]
         (c1, f1), (c2, f2) = (voxelise(pts, int(voxel[:-2]) / 100, a) for a in (0.1, 0.1 + math.pi / 4))
         c2 = c2.clone()
         c2[:, 0] = 1
+        coords, feats = (c1, f1) if args.inference else (torch.cat([c1, c2]), torch.cat([f1, f2]))
         torch.manual_seed(0)
         model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
-        calls = record_calls(model, torch.cat([c1, c2]), torch.cat([f1, f2]))
+        calls = record_calls(model, coords, feats, args.inference)
         rows = tune(label, calls)
-        results["inputs"][label] = {"voxels": int(c1.shape[0] + c2.shape[0]), "calls": rows,
-                                    "totals": totals(rows)}
+        results["inputs"][label] = {"voxels": int(coords.shape[0]), "calls": rows, "totals": totals(rows)}
         for direction, t in results["inputs"][label]["totals"].items():
             single = t["best_single"]
             print(f"{label:<14} {direction:<11} total default {t['default_us']:8.1f} us, best per call "

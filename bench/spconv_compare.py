@@ -14,8 +14,10 @@ Then times (fp16): per layer (submanifold k=3 at C = 32, 64, 128, 256; down k=2 
 transposed up at C = 64; forward, input gradient, weight gradient, maps built beforehand), and
 the whole MinkUNet (cr 1.0, weak3d.models.MinkUNet, and the same network in spconv with the same
 weights): inference at batch 1 with maps built (a new scan every call), and a training step at
-batch 2 (autocast fp16, forward + cross-entropy + backward + SGD step). Medians of CUDA-event or
-`triton.testing.do_bench` times after warm-up, rotating over the 8 scans; peak memory; floors
+batch 2 (autocast fp16, forward + cross-entropy + backward + SGD step); ours eager, ours through
+CUDA graphs and spconv take turns call by call (host-bound times drift with the host's speed).
+Medians of CUDA-event or `triton.testing.do_bench` times after warm-up, rotating over the 8 scans;
+peak memory; floors
 from the FLOPs and bytes of the convolutions (H200: 788 TFLOP/s fp16 dense, 4.3 TB/s, as measured
 on these machines, see the device notes).
 
@@ -219,20 +221,15 @@ def fresh(coords: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- timing helpers
-def event_times(fn: Callable[[int], Any], iters: int, warmup: int) -> list[float]:
-    """Per-call milliseconds by CUDA events (host launch time included), call i gets index i."""
-    for i in range(warmup):
-        fn(i)
+def event_time(fn: Callable[[int], Any], i: int) -> float:
+    """Milliseconds of call `fn(i)` by CUDA events (host launch time included; the GPU idle before)."""
     torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(i)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn(i)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
 
 
 def bench_calls(fn: Callable[[], Any]) -> float:
@@ -472,8 +469,6 @@ def run_network(
             sp_model(sp_tensor(coords, feats.half(), 1))
 
     iters, warmup = (8, 3) if quick else (40, 10)
-    result["inference"] = measure(infer_ours, infer_sp if sp_model else None, iters, warmup)
-
     # The same inference through CUDA graphs (kernels.graphs): maps still built for every scan,
     # inside the graph; one graph per bucket of voxel counts, captured during the warm-up.
     graphed = GraphedInference(model, granularity=1024)
@@ -486,7 +481,10 @@ def run_network(
         coords, feats = scans[i % len(scans)]
         graphed(kernels.SparseTensor(feats.half(), fresh(coords)))
 
-    result["inference_graphed"] = measure(infer_graphed, None, iters, warmup)["ours"]
+    timed = measure({"ours": infer_ours, "graphed": infer_graphed, "spconv": infer_sp if sp_model else None},
+                    iters, warmup, len(scans))
+    result["inference"] = {"ours": timed["ours"], "spconv": timed["spconv"]}
+    result["inference_graphed"] = timed["graphed"]
     result["graph_captures"] = graphed.captures
 
     # Training step at batch 2: scans i and i+1 (second one as batch 1), autocast fp16.
@@ -525,8 +523,6 @@ def run_network(
             loss.backward()
             sp_opt.step()
 
-    result["train_step"] = measure(train_ours, train_sp, iters, warmup)
-
     # The same step through CUDA graphs (kernels.graphs.GraphedTrainStep; maps built in the graph).
     graphed_step = GraphedTrainStep(model, nn.CrossEntropyLoss(), opt, autocast_dtype=torch.float16,
                                     max_graphs=8)
@@ -535,7 +531,10 @@ def run_network(
         coords, feats, labels = batches[i % len(batches)]
         graphed_step(kernels.SparseTensor(feats, fresh(coords)), labels)
 
-    result["train_step_graphed"] = measure(train_graphed, None, iters, warmup)["ours"]
+    timed = measure({"ours": train_ours, "graphed": train_graphed, "spconv": train_sp}, iters, warmup,
+                    len(batches))
+    result["train_step"] = {"ours": timed["ours"], "spconv": timed["spconv"]}
+    result["train_step_graphed"] = timed["graphed"]
     result["train_graph_captures"] = graphed_step.captures
     f = result["floor_inference"]
     result["floor_train_step_estimate"] = {
@@ -547,19 +546,30 @@ def run_network(
     return result
 
 
-def measure(ours: Callable[[int], None], sp: Callable[[int], None] | None, iters: int,
-            warmup: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, fn in (("ours", ours), ("spconv", sp)):
-        if fn is None:
-            out[name] = None
-            continue
+def measure(candidates: dict[str, Callable[[int], None] | None], iters: int, warmup: int,
+            inputs: int) -> dict[str, dict[str, float] | None]:
+    """Median times and peak memory of each candidate (None: not available), interleaved: call i
+    of every candidate runs back to back, so that the host's speed, which moves these host-bound
+    timings by up to 2x within and between runs on the lent machines, is the same for all.
+    Peak memory: each candidate alone over one call per input, after its warm-up."""
+    live = {name: fn for name, fn in candidates.items() if fn is not None}
+    peaks = {}
+    for name, fn in live.items():
+        for i in range(warmup):
+            fn(i)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        times = event_times(fn, iters, warmup)
-        out[name] = {**summary(times), "peak_mem_mib": (torch.cuda.max_memory_allocated() - base) / 2**20}
-    return out
+        for i in range(inputs):
+            fn(i)
+        torch.cuda.synchronize()
+        peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    times: dict[str, list[float]] = {name: [] for name in live}
+    for i in range(iters):
+        for name, fn in live.items():
+            times[name].append(event_time(fn, i))
+    return {name: {**summary(times[name]), "peak_mem_mib": peaks[name]} if name in live else None
+            for name in candidates}
 
 
 def print_network(r: dict[str, Any]) -> None:
