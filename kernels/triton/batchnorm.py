@@ -25,7 +25,8 @@ _BLOCK_R = 64
 _BLOCK_C = 64
 _BLOCK_B = 128  # partials added per step by the finalising kernels (several loads in flight)
 _FINAL_C = 32  # channels per finalising program
-_PROGRAMS_PER_SM = 2  # row programs of the sums: enough to fill the GPU, few partials to add up
+_SUM_ROWS = 128  # rows per step of the sums kernels (with 8 warps: enough loads in flight)
+_PROGRAMS_PER_SM = 4  # row programs of the sums: enough to fill the GPU, few partials to add up
 
 
 @triton.jit
@@ -63,10 +64,10 @@ def _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R: tl.constexpr):
 
 @triton.jit
 def _store_sums(partial_ptr, first, second, c, cols, col_ok):
-    """partial[program, 0] = column sums of `first`, partial[program, 1] = those of `second`."""
+    """partial[program, 0] = the column sums `first`, partial[program, 1] = `second`."""
     base = partial_ptr + tl.program_id(0).to(tl.int64) * 2 * c + cols
-    tl.store(base, tl.sum(first, axis=0), mask=col_ok)
-    tl.store(base + c, tl.sum(second, axis=0), mask=col_ok)
+    tl.store(base, first, mask=col_ok)
+    tl.store(base + c, second, mask=col_ok)
 
 
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
@@ -77,13 +78,13 @@ def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_p
     col_ok = cols < c
     shift = _vector(shift_ptr, cols, col_ok)[None, :]
     start, end = _run(rows_per_program, n_rows)
-    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
-    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    first = tl.zeros([BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_C], dtype=tl.float32)
     for r0 in range(start, end, BLOCK_R):
         m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
         d = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - shift) * m
-        first += d
-        second += d * d
+        first += tl.sum(d, axis=0)
+        second += tl.sum(d * d, axis=0)
     _store_sums(partial_ptr, first, second, c, cols, col_ok)
 
 
@@ -110,13 +111,13 @@ def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr
     weight = _vector(weight_ptr, cols, col_ok)[None, :]
     bias = _vector(bias_ptr, cols, col_ok)[None, :]
     start, end = _run(rows_per_program, n_rows)
-    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
-    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    first = tl.zeros([BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_C], dtype=tl.float32)
     for r0 in range(start, end, BLOCK_R):
         m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
         dy, xhat = _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU)
-        first += dy
-        second += dy * xhat
+        first += tl.sum(dy, axis=0)
+        second += tl.sum(dy * xhat, axis=0)
     _store_sums(partial_ptr, first, second, c, cols, col_ok)
 
 
@@ -242,7 +243,7 @@ def _grid(x: torch.Tensor) -> tuple[int, int]:
 def _runs(x: torch.Tensor) -> tuple[int, int]:
     """(programs, rows per program) of the column sums: about _PROGRAMS_PER_SM programs per
     multiprocessor in all, each over a run of whole row blocks (fixed by the shape: deterministic)."""
-    blocks, channel_tiles = _grid(x)
+    blocks, channel_tiles = triton.cdiv(x.shape[0], _SUM_ROWS), triton.cdiv(x.shape[1], _BLOCK_C)
     if x.device.type == "cuda":
         index = x.device.index if x.device.index is not None else torch.cuda.current_device()
         if index not in _SM_COUNT:
@@ -252,7 +253,7 @@ def _runs(x: torch.Tensor) -> tuple[int, int]:
         sms = 2
     wanted = max(1, _PROGRAMS_PER_SM * sms // channel_tiles)
     blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
-    return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _BLOCK_R
+    return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _SUM_ROWS
 
 
 def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, **constexprs: Any
@@ -261,7 +262,7 @@ def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, **constexprs: An
     programs, rows_per_program = _runs(x)
     partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
     kernel((programs, triton.cdiv(x.shape[1], _BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
-           rows_per_program, **constexprs, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+           rows_per_program, **constexprs, BLOCK_R=_SUM_ROWS, BLOCK_C=_BLOCK_C, num_warps=8)
     return partial, programs
 
 

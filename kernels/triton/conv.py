@@ -40,7 +40,8 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
     For 16-bit (`wide`) inputs, chosen on an H200 by bench/conv_tuning.py over the calls of a MinkUNet
     training step (bench/results/conv_tuning.json): the pipelined kernel wins up to Cin = 192 (32-row
     tiles when both sides have <= 64 channels: more programs to hide the gathers' latency), the loop
-    from Cin = 256 on, where a tile's dot is long enough to cover them. fp32 keeps the loop.
+    from Cin = 256 on, where a tile's dot is long enough to cover them (and an inference pass,
+    bench/results/conv_tuning_inference.json). fp32 keeps the loop.
     """
     block_n = _pow2(c_out, 16, 128 if wide else 64)
     if not wide:
@@ -48,7 +49,9 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
                 "num_warps": 8 if block_n >= 128 else 4}
     config = {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 64), "num_warps": 4}
     if c_in >= 256:
-        return {**config, "BLOCK_M": 128 if n_rows >= 32768 else 64, "STAGES": 0}
+        # 128-row tiles from 16k rows: they won on the dense scan's 16.5k-row inference layers
+        # (bench/results/conv_tuning_inference.json) and tie elsewhere above that.
+        return {**config, "BLOCK_M": 128 if n_rows >= 16384 else 64, "STAGES": 0}
     if c_in <= 64 and c_out <= 64 and volume > 8:
         return {**config, "BLOCK_M": 32, "STAGES": 3}
     return {**config, "STAGES": 2}
