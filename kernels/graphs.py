@@ -7,10 +7,10 @@ the voxels of each stride are padded up to a bucket (a multiple of `granularity`
 graph serves every scan whose counts fall into the same buckets:
 
 * eagerly, per scan: the coordinate range check and the sorted keys of every stride the network
-  uses (their sizes: one host sync for all of them), then one launch per stride that writes its
-  voxels and padding into the graph's buffers;
-* inside the graph: everything else, the kernel maps included (key sort, neighbour queries, mask
-  sort, transposed tables, weight-gradient pair lists), then the network.
+  uses, the input's included (one batched sort; their sizes: one host sync for all of them), then
+  one launch per stride that writes its voxels, sorted keys and padding into the graph's buffers;
+* inside the graph: everything else, the kernel maps included (neighbour queries, mask sorts,
+  transposed tables, weight-gradient pair lists), then the network.
 
 Padding voxels live in batch 511, which real voxels may not use, 8 apart along x (first stride at
 x = 0 mod 8, coarser strides at 3 mod 8), so no padding voxel is a neighbour of any other voxel, at
@@ -75,7 +75,8 @@ def stride_coords(coords: torch.Tensor, strides: list[Stride]) -> dict[Stride, t
 class PaddedScan:
     """Static buffers of one bucket: features (and labels), coordinates per stride padded to `caps`.
 
-    keys: sorted int64 keys of the strides after the first, for the Triton maps (`with_keys`).
+    keys: sorted int64 keys of every stride, for the Triton maps (`with_keys`); input_order: the row
+    of each sorted key of the first stride (its rows are not in key order).
     masks: per stride, (row mask [cap, 1], real row count) for BatchNorm in training.
     """
 
@@ -83,7 +84,7 @@ class PaddedScan:
     coords: dict[Stride, torch.Tensor]
     pads: dict[Stride, torch.Tensor]
     keys: dict[Stride, torch.Tensor] = field(default_factory=dict)
-    pad_keys: dict[Stride, torch.Tensor] = field(default_factory=dict)
+    input_order: torch.Tensor | None = None
     masks: dict[Stride, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     labels: torch.Tensor | None = None
 
@@ -110,13 +111,13 @@ class PaddedScan:
                 # A 0-dim float64 count keeps its exactness without promoting the features.
                 scan.masks[stride] = (torch.empty(cap, 1, device=device),
                                       torch.empty((), dtype=torch.float64, device=device))
-            if with_keys and stride != first:
-                from kernels.triton.kmap import pack_keys
-
-                scan.keys[stride] = torch.empty(cap, dtype=torch.int64, device=device)
-                scan.pad_keys[stride] = pack_keys(scan.pads[stride])
+            if with_keys:
                 # Padded keys stay sorted: the padding holds the largest batch, in x order.
-                scan.coords[stride]._weak3d_sorted_keys = (scan.keys[stride], None)  # type: ignore[attr-defined]
+                scan.keys[stride] = torch.empty(cap, dtype=torch.int64, device=device)
+                order = None
+                if stride == first:
+                    scan.input_order = order = torch.empty(cap, dtype=torch.int32, device=device)
+                scan.coords[stride]._weak3d_sorted_keys = (scan.keys[stride], order)  # type: ignore[attr-defined]
         return scan
 
     def _load_rows(self, feats: torch.Tensor, labels: torch.Tensor | None, ignore_index: int) -> None:
@@ -131,15 +132,15 @@ class PaddedScan:
         self, feats: torch.Tensor, coords: torch.Tensor, levels: SortedLevels,
         labels: torch.Tensor | None = None, ignore_index: int = -100,
     ) -> None:
-        """Copy one scan in from its sorted levels (Triton maps, `with_keys`): one launch per stride
-        writes real rows, padding, keys and row mask (no host sync)."""
-        from kernels.triton.kmap import fill_rows
-
+        """Copy one scan in from its sorted levels (Triton maps, `with_keys`; level i = stride i):
+        one launch per stride writes real rows, padding, sorted keys and row mask (no host sync)."""
+        assert self.input_order is not None, "load_levels needs a scan allocated with_keys"
         self._load_rows(feats, labels, ignore_index)
         strides = list(self.coords)
         mask, count = self.masks.get(strides[0], (None, None))
-        fill_rows(self.coords[strides[0]], coords, mask, count, 0, PAD_BATCH, PAD_SPACING)
-        for level, stride in enumerate(strides[1:]):
+        levels.fill_input(0, coords, self.coords[strides[0]], self.keys[strides[0]], self.input_order, mask,
+                          count, 0, PAD_BATCH, PAD_SPACING)
+        for level, stride in enumerate(strides[1:], start=1):
             mask, count = self.masks.get(stride, (None, None))
             levels.fill(level, self.coords[stride], self.keys[stride], mask, count, 3, PAD_BATCH, PAD_SPACING)
 
@@ -148,15 +149,14 @@ class PaddedScan:
         ignore_index: int = -100,
     ) -> None:
         """Copy one scan in, given its coordinates per stride: real rows first, padding after (no
-        host sync)."""
+        host sync). For scans without keys (the reference backend); keyed scans use `load_levels`."""
+        if self.keys:
+            raise ValueError("PaddedScan.load: a scan allocated with_keys is loaded by load_levels")
         self._load_rows(feats, labels, ignore_index)
         for stride, real in coords.items():
             n, cap = real.shape[0], self.coords[stride].shape[0]
             self.coords[stride][:n].copy_(real)
             self.coords[stride][n:].copy_(self.pads[stride][: cap - n])
-            if stride in self.keys:
-                self.keys[stride][:n].copy_(real._weak3d_sorted_keys[0])  # type: ignore[attr-defined]
-                self.keys[stride][n:].copy_(self.pad_keys[stride][: cap - n])
             if stride in self.masks:
                 mask, count = self.masks[stride]
                 mask[:n].fill_(1.0)
@@ -166,7 +166,6 @@ class PaddedScan:
     def tensor(self) -> SparseTensor:
         """The padded input, on a fresh cache (so that the maps are built anew, in the graph)."""
         first = next(iter(self.coords))
-        self.coords[first].__dict__.pop("_weak3d_sorted_keys", None)  # its keys are sorted in the graph
         caches = TensorCache(coords=dict(self.coords), row_masks=dict(self.masks))
         return SparseTensor(self.feats, self.coords[first], first, caches)
 
@@ -199,8 +198,11 @@ class _Graphed:
         from kernels.triton.kmap import sort_levels
 
         assert self.strides is not None and self.strides[0] == (1, 1, 1)
-        levels = sort_levels(coords, self.strides[1:], batch_limit=PAD_BATCH)  # one host sync
-        sizes = {self.strides[0]: coords.shape[0], **dict(zip(self.strides[1:], levels.counts, strict=True))}
+        levels = sort_levels(coords, self.strides, batch_limit=PAD_BATCH)  # one host sync
+        if levels.counts[0] != coords.shape[0]:
+            raise ValueError(f"kernels.graphs: the input has {coords.shape[0] - levels.counts[0]} duplicate "
+                             "voxel coordinates (each voxel must appear once)")
+        sizes = dict(zip(self.strides, levels.counts, strict=True))
         return (sizes, levels) if all(sizes.values()) else None
 
     def _key(self, x: SparseTensor, sizes: dict[Stride, int]) -> tuple[object, ...]:

@@ -108,14 +108,15 @@ def _from_keys(keys: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class SortedLevels:
-    """Down-sampled coordinates of several strides before compaction (`sort_levels`).
+    """Coordinates of several strides before compaction (`sort_levels`).
 
-    keys: [L, n] int64, the sorted keys of every input voxel at each stride; runs: [L, n], runs[l, i]
-    - bases[l] = the number of distinct keys among keys[l, :i + 1]; counts: distinct voxels per
-    stride (host), bases: their running sums (host).
+    keys: [L, n] int64, the sorted keys of every input voxel at each stride, order: [L, n] the input
+    row of each; runs: [L, n], runs[l, i] - bases[l] = the number of distinct keys among
+    keys[l, :i + 1]; counts: distinct voxels per stride (host), bases: their running sums (host).
     """
 
     keys: torch.Tensor
+    order: torch.Tensor
     runs: torch.Tensor
     counts: list[int]
     bases: list[int]
@@ -123,11 +124,24 @@ class SortedLevels:
     def fill(self, level: int, coords: torch.Tensor, keys: torch.Tensor | None = None,
              mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
              pad_x0: int = 0, pad_batch: int = 0, pad_spacing: int = 8) -> None:
-        """Write level `level` into `coords` [cap, 4] (and its sorted keys into `keys`) in one
-        launch: the distinct voxels first, then `cap - counts[level]` padding voxels, see
-        `fill_rows`."""
-        _fill(self.keys[level], self.runs[level], self.bases[level], self.keys.shape[1], self.counts[level],
-              coords, keys, mask, count, pad_x0, pad_batch, pad_spacing)
+        """Write a down-sampled level into `coords` [cap, 4] (and its sorted keys into `keys`) in
+        one launch: the distinct voxels in key order, then `cap - counts[level]` padding voxels
+        (pad_batch, pad_x0 + pad_spacing * j, 0, 0), past every real key. With `mask` [cap, 1]
+        (float32) and `count` (0-dim float64): mask = 1 on the real rows and 0 after, count = the
+        real rows."""
+        _fill(coords, self.counts[level], self.keys[level], runs=self.runs[level],
+              run_base=self.bases[level], n=self.keys.shape[1], keys=keys, mask=mask, count_out=count,
+              pads=(pad_x0, pad_batch, pad_spacing))
+
+    def fill_input(self, level: int, real: torch.Tensor, coords: torch.Tensor, keys: torch.Tensor,
+                   order: torch.Tensor, mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
+                   pad_x0: int = 0, pad_batch: int = 0, pad_spacing: int = 8) -> None:
+        """Write the level of stride 1 (its voxels `real`, all distinct) into `coords` in row order,
+        with padding as in `fill`, and its sorted keys and their rows into `keys` and `order`
+        (int32): what `sorted_keys` would compute for `coords`, without a sort."""
+        _fill(coords, real.shape[0], real.contiguous(), sorted_keys=self.keys[level],
+              order=self.order[level], keys=keys, order_out=order, mask=mask, count_out=count,
+              pads=(pad_x0, pad_batch, pad_spacing))
 
     def level(self, level: int) -> torch.Tensor:
         """The distinct coordinates of one stride, sorted, as `downsample_coords` returns them."""
@@ -149,13 +163,13 @@ def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -
     n, n_levels = coords.shape[0], len(strides)
     keys = torch.empty(n_levels, n, dtype=torch.int64, device=coords.device)
     if n == 0:
-        return SortedLevels(keys, keys.clone(), [0] * n_levels, [0] * n_levels)
+        return SortedLevels(keys, keys.clone(), keys.clone(), [0] * n_levels, [0] * n_levels)
     coords = coords.contiguous()
     outside = torch.zeros(1, dtype=torch.int32, device=coords.device)
     for level, stride in enumerate(strides):  # the first also checks the range
         _PACK(_grid(n), coords, keys[level], outside, n, *stride, kk.BIAS - _REACH, batch_limit,
               CHECK=level == 0, BLOCK=_BLOCK)
-    keys = torch.sort(keys, dim=1).values
+    keys, order = torch.sort(keys, dim=1)
     first = torch.ones_like(keys, dtype=torch.bool)
     torch.ne(keys[:, 1:], keys[:, :-1], out=first[:, 1:])
     runs = torch.cumsum(first.view(-1), dim=0).view(n_levels, n)  # one flat scan: counts run on
@@ -166,7 +180,7 @@ def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -
         coords._weak3d_range_ok = True  # type: ignore[attr-defined]
     ends = host[1:]
     bases = [0, *ends[:-1]]
-    return SortedLevels(keys, runs, [end - base for end, base in zip(ends, bases, strict=True)], bases)
+    return SortedLevels(keys, order, runs, [end - base for end, base in zip(ends, bases, strict=True)], bases)
 
 
 def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
@@ -175,19 +189,12 @@ def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: 
     return [levels.level(i) for i in range(len(strides))]
 
 
-def fill_rows(coords_out: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None,
-              count: torch.Tensor | None = None, pad_x0: int = 0, pad_batch: int = 0,
-              pad_spacing: int = 8) -> None:
-    """coords_out [cap, 4] = the rows of `real` [n, 4], then padding voxels (pad_batch,
-    pad_x0 + pad_spacing * j, 0, 0) for j < cap - n, in one launch. With `mask` [cap, 1] (float32) and
-    `count` (0-dim float64): mask = 1 on the real rows and 0 after, count = n."""
-    _fill(real.contiguous(), None, 0, 0, real.shape[0], coords_out, None, mask, count, pad_x0, pad_batch,
-          pad_spacing)
-
-
-def _fill(src: torch.Tensor, runs: torch.Tensor | None, run_base: int, n: int, count: int,
-          coords: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor | None,
-          count_out: torch.Tensor | None, pad_x0: int, pad_batch: int, pad_spacing: int) -> None:
+def _fill(coords: torch.Tensor, count: int, src: torch.Tensor, *, runs: torch.Tensor | None = None,
+          run_base: int = 0, n: int = 0, sorted_keys: torch.Tensor | None = None,
+          order: torch.Tensor | None = None, keys: torch.Tensor | None = None,
+          order_out: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+          count_out: torch.Tensor | None = None, pads: tuple[int, int, int] = (0, 0, 8)) -> None:
+    """One launch of fill_level_kernel: from sorted keys (`runs` given) or a copy of `src` rows."""
     cap = coords.shape[0]
     if cap < count:
         raise ValueError(f"fill: {count} rows do not fit a buffer of {cap}")
@@ -195,10 +202,15 @@ def _fill(src: torch.Tensor, runs: torch.Tensor | None, run_base: int, n: int, c
         return
     if (mask is None) != (count_out is None):
         raise ValueError("fill: give both the row mask and the count tensor, or neither")
-    _FILL_LEVEL(_grid(max(n, cap)), src, src if runs is None else runs, coords,
-                coords if keys is None else keys, coords if mask is None else mask,
+    from_keys = runs is not None
+    if not from_keys and keys is not None and (sorted_keys is None or order is None or order_out is None):
+        raise ValueError("fill: rows copied with keys need the sorted keys, their order and an order buffer")
+    pad_x0, pad_batch, pad_spacing = pads
+    _FILL_LEVEL(_grid(max(n, cap)), src, runs if from_keys else (src if sorted_keys is None else sorted_keys),
+                src if order is None else order, coords, coords if keys is None else keys,
+                coords if order_out is None else order_out, coords if mask is None else mask,
                 coords if count_out is None else count_out, n, count, cap, run_base, pad_x0, pad_batch,
-                FROM_KEYS=runs is not None, WITH_KEYS=keys is not None, WITH_MASK=mask is not None,
+                FROM_KEYS=from_keys, WITH_KEYS=keys is not None, WITH_MASK=mask is not None,
                 PAD_SPACING=pad_spacing, BLOCK=_BLOCK)
 
 

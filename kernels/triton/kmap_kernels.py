@@ -167,7 +167,8 @@ def _unpack_store(coords_ptr, rows, key, ok):
 
 @triton.jit(do_not_specialize=["n", "count", "cap", "run_base"])
 def fill_level_kernel(
-    src_ptr, run_ptr, coords_ptr, keys_ptr, mask_ptr, count_ptr, n, count, cap, run_base, pad_x0, pad_batch,
+    src_ptr, run_ptr, order_ptr, coords_ptr, keys_ptr, order_out_ptr, mask_ptr, count_ptr, n, count, cap,
+    run_base, pad_x0, pad_batch,
     FROM_KEYS: tl.constexpr, WITH_KEYS: tl.constexpr, WITH_MASK: tl.constexpr, PAD_SPACING: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -175,10 +176,11 @@ def fill_level_kernel(
 
     Real rows `[0, count)`: FROM_KEYS, the distinct keys of the sorted `src` (n int64 keys; run[i]
     - run_base = the number of distinct keys among src[:i + 1]), unpacked into coords (and copied
-    to keys);
-    else a copy of the int32 coords `src` [count, 4]. Padding rows `[count, cap)`: voxels
-    (pad_batch, pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ... WITH_MASK: mask[r] = 1 for real
-    rows, 0 for padding, and count_ptr (0-dim float64) = count.
+    to keys); else a copy of the int32 coords `src` [count, 4] and, WITH_KEYS, their sorted keys
+    `run` and the rows of the sorted keys `order` (int64) copied to keys and order_out (int32).
+    Padding rows `[count, cap)`: voxels (pad_batch, pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ...,
+    larger than any real key and in order (order_out: their own rows). WITH_MASK: mask[r] = 1 for
+    real rows, 0 for padding, and count_ptr (0-dim float64) = count.
     """
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     if FROM_KEYS:
@@ -195,6 +197,9 @@ def fill_level_kernel(
         for axis in range(4):
             value = tl.load(src_ptr + i.to(tl.int64) * 4 + axis, mask=ok, other=0)
             tl.store(coords_ptr + i.to(tl.int64) * 4 + axis, value, mask=ok)
+        if WITH_KEYS:
+            tl.store(keys_ptr + i, tl.load(run_ptr + i, mask=ok, other=0), mask=ok)
+            tl.store(order_out_ptr + i, tl.load(order_ptr + i, mask=ok, other=0).to(tl.int32), mask=ok)
     pad = count + i
     pad_ok = pad < cap
     pad_key = _key(tl.full([BLOCK], 0, tl.int64) + pad_batch, pad_x0 + PAD_SPACING * i.to(tl.int64),
@@ -202,6 +207,8 @@ def fill_level_kernel(
     _unpack_store(coords_ptr, pad, pad_key, pad_ok)
     if WITH_KEYS:
         tl.store(keys_ptr + pad, pad_key, mask=pad_ok)
+        if not FROM_KEYS:
+            tl.store(order_out_ptr + pad, pad.to(tl.int32), mask=pad_ok)
     if WITH_MASK:
         tl.store(mask_ptr + i, (i < count).to(tl.float32), mask=i < cap)
         if tl.program_id(0) == 0:

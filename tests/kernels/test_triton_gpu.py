@@ -368,3 +368,18 @@ def test_sort_levels_names_coordinates_the_keys_cannot_hold(bad: list[int]) -> N
         gpu_kmap.sort_levels(coords, [(2, 2, 2)], batch_limit=511)
     edge = torch.tensor([[510, -131008, 131007, 0]], dtype=torch.int32, device="cuda")
     assert gpu_kmap.sort_levels(torch.cat([coords[:2], edge]), [(2, 2, 2)], batch_limit=511).counts == [3]
+
+
+def test_graph_runners_name_duplicate_voxels() -> None:
+    """The level sort sees every input voxel's key: a repeated voxel is an error, not a wrong map."""
+    from kernels.graphs import GraphedInference
+
+    model = _SmallUNet().cuda().eval()
+    graphed = GraphedInference(model, granularity=4096)
+    coords = _random_coords(3000, 20, seed=40)
+    feats = torch.randn(coords.shape[0], 4, device="cuda")
+    with torch.no_grad():
+        graphed(kernels.SparseTensor(feats, coords))  # eager: learns the strides
+        repeated = torch.cat([coords, coords[:5]])
+        with pytest.raises(ValueError, match="5 duplicate voxel"):
+            graphed(kernels.SparseTensor(torch.cat([feats, feats[:5]]), repeated))
