@@ -7,9 +7,11 @@ from kernels.nn.modules import (
     LeakyReLU,
     ReLU,
     SyncBatchNorm,
+    add_relu,
     fuse_batch_norm_relu,
 )
 
 __all__ = [
-    "BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm", "fuse_batch_norm_relu",
+    "BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm", "add_relu",
+    "fuse_batch_norm_relu",
 ]

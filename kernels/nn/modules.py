@@ -240,6 +240,21 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSum.apply(x)
 
 
+def add_relu(a: SparseTensor, b: SparseTensor) -> SparseTensor:
+    """`relu(a + b)` on the features of `a` (a residual block's end): one pass on CUDA with the
+    Triton backend (where the sum and the ReLU are two kernels and two passes otherwise)."""
+    if a.coords is not b.coords and not torch.equal(a.coords, b.coords):
+        raise ValueError("cannot add sparse tensors on different voxels")
+    x, y = a.feats, b.feats
+    kernel_dtypes = (torch.float16, torch.bfloat16, torch.float32)  # the kernel adds in fp32
+    if (x.is_cuda and x.shape == y.shape and x.dtype == y.dtype and x.dtype in kernel_dtypes
+            and get_backend(x.device).name == "triton"):
+        from kernels.triton.elementwise import AddReLUFunction
+
+        return a.replace_feats(AddReLUFunction.apply(x, y))
+    return a.replace_feats(torch.relu(x + y))
+
+
 class ReLU(nn.ReLU):
     def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
         return input.replace_feats(super().forward(input.feats))

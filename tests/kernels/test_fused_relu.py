@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from sparse_dense_oracle import random_coords
 from torch import nn
@@ -53,3 +54,14 @@ def test_fused_relu_applies_on_padded_tensors_and_under_sync_batch_norm() -> Non
     assert synced[1].fused_relu and type(synced[1]) is spnn.SyncBatchNorm
     out = synced.eval()(kernels.SparseTensor(feats, coords.clone())).feats
     assert torch.equal(out, fused.eval()(kernels.SparseTensor(feats, coords.clone())).feats)
+
+
+def test_add_relu_sums_features_of_the_same_voxels_only() -> None:
+    coords = random_coords(2, 8, 0.3, torch.Generator().manual_seed(5), torch.device("cpu"))
+    a, b = torch.randn(2, coords.shape[0], 3, dtype=torch.float64)
+    out = spnn.add_relu(kernels.SparseTensor(a, coords), kernels.SparseTensor(b, coords))
+    assert torch.equal(out.feats, torch.relu(a + b)) and out.coords is coords
+    other = coords.clone()
+    other[0, 1] += 100
+    with pytest.raises(ValueError, match="different voxels"):
+        spnn.add_relu(kernels.SparseTensor(a, coords), kernels.SparseTensor(b, other))

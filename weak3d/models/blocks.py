@@ -65,10 +65,9 @@ class ResidualBlock(nn.Module):
                 spnn.Conv3d(in_channels, out_channels, kernel_size=1, stride=stride),
                 spnn.BatchNorm(out_channels),
             )
-        self.relu = spnn.ReLU(True)
 
     def forward(self, x: kernels.SparseTensor) -> kernels.SparseTensor:
-        return self.relu(self.net(x) + self.downsample(x))
+        return spnn.add_relu(self.net(x), self.downsample(x))  # relu(net(x) + downsample(x)), one pass
 
 
 def scaled_widths(cr: float) -> list[int]:

@@ -1,0 +1,59 @@
+"""A residual sum and its ReLU in one pass (`kernels.nn.add_relu` on CUDA with the Triton backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.triton.launch import Launcher
+
+_BLOCK = 2048
+
+
+@triton.jit(do_not_specialize=["n"])
+def _add_relu_kernel(a_ptr, b_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    """y = max(a + b, 0), the sum rounded once to y's dtype as torch's `a + b` rounds it."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = i < n
+    total = tl.load(a_ptr + i, mask=ok, other=0.0).to(tl.float32) + tl.load(b_ptr + i, mask=ok, other=0.0).to(
+        tl.float32)
+    tl.store(y_ptr + i, tl.maximum(total, 0.0).to(y_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit(do_not_specialize=["n"])
+def _relu_grad_kernel(dy_ptr, y_ptr, dx_ptr, n, BLOCK: tl.constexpr):
+    """dx = dy where y > 0, else 0 (torch's ReLU backward)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = i < n
+    dy = tl.load(dy_ptr + i, mask=ok, other=0.0)
+    y = tl.load(y_ptr + i, mask=ok, other=0.0)
+    tl.store(dx_ptr + i, tl.where(y > 0, dy, 0.0).to(dx_ptr.dtype.element_ty), mask=ok)
+
+
+_ADD_RELU = Launcher(_add_relu_kernel)
+_RELU_GRAD = Launcher(_relu_grad_kernel)
+
+
+class AddReLUFunction(torch.autograd.Function):
+    """relu(a + b) for two contiguous tensors of one shape and dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = a.contiguous(), b.contiguous()
+        y = torch.empty_like(a)
+        if y.numel():
+            _ADD_RELU((triton.cdiv(y.numel(), _BLOCK),), a, b, y, y.numel(), BLOCK=_BLOCK)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (y,) = ctx.saved_tensors
+        dy = dy.contiguous()
+        dx = torch.empty_like(y)
+        if y.numel():
+            _RELU_GRAD((triton.cdiv(y.numel(), _BLOCK),), dy, y, dx, y.numel(), BLOCK=_BLOCK)
+        return dx, dx
