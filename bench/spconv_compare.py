@@ -551,16 +551,15 @@ def measure(candidates: dict[str, Callable[[int], None] | None], iters: int, war
     """Median times and peak memory of each candidate (None: not available), interleaved: call i
     of every candidate runs back to back, so that the host's speed, which moves these host-bound
     timings by up to 2x within and between runs on the lent machines, is the same for all.
-    Peak memory: each candidate alone over one call per input, after its warm-up."""
+    Peak memory: each candidate alone over its warm-up (graph captures and their memory pools
+    included) and one call per input, above what was allocated before."""
     live = {name: fn for name, fn in candidates.items() if fn is not None}
     peaks = {}
     for name, fn in live.items():
-        for i in range(warmup):
-            fn(i)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        for i in range(inputs):
+        for i in range(warmup + inputs):
             fn(i)
         torch.cuda.synchronize()
         peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
