@@ -247,7 +247,7 @@ def add_relu(a: SparseTensor, b: SparseTensor) -> SparseTensor:
         raise ValueError("cannot add sparse tensors on different voxels")
     x, y = a.feats, b.feats
     kernel_dtypes = (torch.float16, torch.bfloat16, torch.float32)  # the kernel adds in fp32
-    if (x.is_cuda and x.shape == y.shape and x.dtype == y.dtype and x.dtype in kernel_dtypes
+    if (x.is_cuda and x.dim() == 2 and x.shape == y.shape and x.dtype == y.dtype and x.dtype in kernel_dtypes
             and get_backend(x.device).name == "triton"):
         from kernels.triton.elementwise import AddReLUFunction
 
