@@ -68,9 +68,10 @@ def main() -> None:
         rows.append(row)
         forward = row["ours_forward_us"] / row["torch_forward_us"]
         train = row["ours_train_us"] / row["torch_train_us"]
-        print(f"{n:>7} x {c:<3} forward torch {row['torch_forward_us']:6.1f} us ours {row['ours_forward_us']:6.1f} "
-              f"us ({forward:.2f}x) | forward+backward torch {row['torch_train_us']:6.1f} us ours "
-              f"{row['ours_train_us']:6.1f} us ({train:.2f}x)", flush=True)
+        print(f"{n:>7} x {c:<3} forward torch {row['torch_forward_us']:6.1f} us "
+              f"ours {row['ours_forward_us']:6.1f} us ({forward:.2f}x) | forward+backward "
+              f"torch {row['torch_train_us']:6.1f} us ours {row['ours_train_us']:6.1f} us ({train:.2f}x)",
+              flush=True)
     Path(args.out).write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                                           "rows": rows}, indent=1))
 
