@@ -383,3 +383,20 @@ def test_graph_runners_name_duplicate_voxels() -> None:
         repeated = torch.cat([coords, coords[:5]])
         with pytest.raises(ValueError, match="5 duplicate voxel"):
             graphed(kernels.SparseTensor(torch.cat([feats, feats[:5]]), repeated))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # bf16: torch's path
+def test_add_relu_is_torchs_sum_then_relu(dtype: torch.dtype) -> None:
+    """kernels.nn.add_relu's one-pass kernel: bit-identical values and gradients to relu(a + b)."""
+    from kernels import nn as spnn
+
+    coords = _random_coords(5000, 30, seed=50)
+    a = torch.randn(coords.shape[0], 96, device="cuda").to(dtype).requires_grad_()
+    b = torch.randn(coords.shape[0], 96, device="cuda").to(dtype).requires_grad_()
+    ours = spnn.add_relu(kernels.SparseTensor(a, coords), kernels.SparseTensor(b, coords)).feats
+    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ref = torch.relu(a2 + b2)
+    grad = torch.randn_like(ref)
+    (ours * grad).sum().backward()
+    (ref * grad).sum().backward()
+    assert torch.equal(ours, ref) and torch.equal(a.grad, a2.grad) and torch.equal(b.grad, b2.grad)
