@@ -11,38 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conv_tuning import graph_us  # noqa: E402
 
 from kernels.triton.elementwise import AddReLUFunction  # noqa: E402
 
 SHAPES = [(23114, 96), (9169, 256), (93073, 96), (186180, 96), (61211, 256)]
-REPEATS = 20
-
-
-def graph_us(fn: Callable[[], object]) -> float:
-    fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(REPEATS):
-            fn()
-    graph.replay()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000 / REPEATS)
-    return statistics.median(times)
+REPEATS = 20  # calls per graph
 
 
 def measure(n: int, c: int) -> dict[str, float]:
@@ -53,8 +35,8 @@ def measure(n: int, c: int) -> dict[str, float]:
     row: dict[str, float] = {"rows": n, "channels": c}
     for name, fn in variants.items():
         with torch.no_grad():
-            row[f"{name}_forward_us"] = graph_us(fn)
-        row[f"{name}_train_us"] = graph_us(lambda fn=fn: torch.autograd.grad(fn(), (a, b), grad))
+            row[f"{name}_forward_us"] = graph_us(fn, REPEATS)
+        row[f"{name}_train_us"] = graph_us(lambda fn=fn: torch.autograd.grad(fn(), (a, b), grad), REPEATS)
     return row
 
 

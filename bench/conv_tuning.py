@@ -20,6 +20,7 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,15 @@ def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor, in
     return list(calls.values())
 
 
-def time_config(fn: Any, args: tuple[Any, ...], config: dict[str, int]) -> tuple[float, torch.Tensor]:
-    """Microseconds per call (CUDA graph of REPEATS calls, median of 5 replays) and one output."""
-    out = fn(*args, config=config)
+def graph_us(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
+    """GPU microseconds per call of `fn`: a CUDA graph of `repeats` calls, median of 5 replays (no
+    host launch cost, as inside the graph runners). `fn` runs once before the capture."""
+    fn()
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(REPEATS):
-            fn(*args, config=config)
+        for _ in range(repeats):
+            fn()
     graph.replay()
     times = []
     for _ in range(5):
@@ -140,9 +142,13 @@ def time_config(fn: Any, args: tuple[Any, ...], config: dict[str, int]) -> tuple
         graph.replay()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) * 1000 / REPEATS)
-    del graph
-    return statistics.median(times), out
+        times.append(start.elapsed_time(end) * 1000 / repeats)
+    return statistics.median(times)
+
+
+def time_config(fn: Any, args: tuple[Any, ...], config: dict[str, int]) -> tuple[float, torch.Tensor]:
+    """Microseconds per call (`graph_us`) and one output."""
+    return graph_us(lambda: fn(*args, config=config)), fn(*args, config=config)
 
 
 def describe(call: dict[str, Any]) -> dict[str, Any]:

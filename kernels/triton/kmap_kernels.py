@@ -49,11 +49,9 @@ def pack_keys_kernel(coords_ptr, keys_ptr, flag_ptr, n, sx, sy, sz, limit, batch
     tl.store(keys_ptr + rows, _key(b, x, y, z), mask=ok)
 
 
-@triton.jit(do_not_specialize=["n"])
-def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = rows < n
-    key = tl.load(keys_ptr + rows, mask=ok, other=0)
+@triton.jit
+def _unpack_store(coords_ptr, rows, key, ok):
+    """coords[rows] = the (b, x, y, z) of int64 keys."""
     field = (1 << 18) - 1
     bias = 131072
     base = coords_ptr + rows.to(tl.int64) * 4
@@ -61,6 +59,13 @@ def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
     tl.store(base + 1, (((key >> 36) & field) - bias).to(tl.int32), mask=ok)
     tl.store(base + 2, (((key >> 18) & field) - bias).to(tl.int32), mask=ok)
     tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
+
+
+@triton.jit(do_not_specialize=["n"])
+def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n
+    _unpack_store(coords_ptr, rows, tl.load(keys_ptr + rows, mask=ok, other=0), ok)
 
 
 @triton.jit(do_not_specialize=["n_out", "n_in", "n_steps"])
@@ -151,18 +156,6 @@ def sort_table_kernel(
     for k in range(K):
         tl.store(sorted_table_ptr + k * n_rows + slots, tl.load(table_ptr + rows * K + k, mask=ok, other=-1),
                  mask=ok)
-
-
-@triton.jit
-def _unpack_store(coords_ptr, rows, key, ok):
-    """coords[rows] = the (b, x, y, z) of int64 keys."""
-    field = (1 << 18) - 1
-    bias = 131072
-    base = coords_ptr + rows.to(tl.int64) * 4
-    tl.store(base, (key >> 54).to(tl.int32), mask=ok)
-    tl.store(base + 1, (((key >> 36) & field) - bias).to(tl.int32), mask=ok)
-    tl.store(base + 2, (((key >> 18) & field) - bias).to(tl.int32), mask=ok)
-    tl.store(base + 3, ((key & field) - bias).to(tl.int32), mask=ok)
 
 
 @triton.jit(do_not_specialize=["n", "count", "cap", "run_base"])
