@@ -134,7 +134,8 @@ class PaddedScan:
     ) -> None:
         """Copy one scan in from its sorted levels (Triton maps, `with_keys`; level i = stride i):
         one launch per stride writes real rows, padding, sorted keys and row mask (no host sync)."""
-        assert self.input_order is not None, "load_levels needs a scan allocated with_keys"
+        if self.input_order is None:
+            raise ValueError("PaddedScan.load_levels: the scan was allocated without keys (use load)")
         self._load_rows(feats, labels, ignore_index)
         strides = list(self.coords)
         mask, count = self.masks.get(strides[0], (None, None))
