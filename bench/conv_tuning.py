@@ -84,6 +84,12 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
         for per_sm in (2, 4):
             out[f"sm{per_sm} p64 w8 i128"] = {"BLOCK_I": 128, "BLOCK_O": 128, "BLOCK_P": 64, "num_warps": 8,
                                              "programs_per_sm": per_sm}
+    if c_in % block_i or c_out % block_o:  # padded tiles (96 channels in 64 + 64): tiles that fit
+        for tile_i, tile_o in ((32, 32), (32, 128), (128, 32)):
+            for per_sm in (2, 4):
+                out[f"sm{per_sm} p128 w4 i{tile_i} o{tile_o}"] = {
+                    "BLOCK_I": tile_i, "BLOCK_O": tile_o, "BLOCK_P": 128, "num_warps": 4,
+                    "programs_per_sm": per_sm}
     return out
 
 
