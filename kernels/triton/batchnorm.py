@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.launch import Launcher
+from kernels.triton.launch import Launcher, sm_count
 
 _BLOCK_R = 64
 _BLOCK_C = 64
@@ -233,7 +233,6 @@ _FINALISE_GRAD = Launcher(_finalise_grad_kernel)
 _APPLY = Launcher(_apply_kernel)
 _GRAD_APPLY = Launcher(_grad_apply_kernel)
 _INFERENCE = Launcher(_inference_kernel)
-_SM_COUNT: dict[int, int] = {}
 
 
 def _grid(x: torch.Tensor) -> tuple[int, int]:
@@ -244,14 +243,7 @@ def _runs(x: torch.Tensor) -> tuple[int, int]:
     """(programs, rows per program) of the column sums: about _PROGRAMS_PER_SM programs per
     multiprocessor in all, each over a run of whole row blocks (fixed by the shape: deterministic)."""
     blocks, channel_tiles = triton.cdiv(x.shape[0], _SUM_ROWS), triton.cdiv(x.shape[1], _BLOCK_C)
-    if x.device.type == "cuda":
-        index = x.device.index if x.device.index is not None else torch.cuda.current_device()
-        if index not in _SM_COUNT:
-            _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-        sms = _SM_COUNT[index]
-    else:  # the Triton interpreter (TRITON_INTERPRET=1) on CPU tensors
-        sms = 2
-    wanted = max(1, _PROGRAMS_PER_SM * sms // channel_tiles)
+    wanted = max(1, _PROGRAMS_PER_SM * sm_count(x.device) // channel_tiles)
     blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
     return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _SUM_ROWS
 

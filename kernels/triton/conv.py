@@ -11,27 +11,17 @@ from kernels.reference import autocast_operands
 from kernels.triton import conv_kernels as ck
 from kernels.triton import settings
 from kernels.triton.kmap import GPUKernelMap, MapSide
-from kernels.triton.launch import Launcher
+from kernels.triton.launch import Launcher, sm_count
 
 _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
 _IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
-_SM_COUNT: dict[int, int] = {}
 _FIXUP_ROWS = 16  # rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple)
 
 
 def _pow2(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
-
-
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":  # the Triton interpreter (TRITON_INTERPRET=1) on CPU tensors
-        return 4
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
 
 
 def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int = 27) -> dict[str, int]:
@@ -128,7 +118,7 @@ def weight_grad(
     out = torch.empty(volume, c_in, c_out, dtype=torch.float32, device=x.device)
     # Enough segments for ~2 programs per multiprocessor, and no more than one per 2 * BLOCK_P
     # table rows (the pair count itself is on the device; a small map gets few, long segments).
-    wanted = triton.cdiv(programs_per_sm * _sm_count(x.device), tiles)
+    wanted = triton.cdiv(programs_per_sm * sm_count(x.device), tiles)
     programs = max(1, min(wanted, n_rows // (2 * block_p)))
     partial = torch.empty(programs, 2, c_in, c_out, dtype=torch.float32, device=x.device)
     precision = settings.dot_precision(x.dtype)
