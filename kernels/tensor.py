@@ -89,9 +89,13 @@ class SparseTensor:
         """A tensor on the same voxels (and the same caches) with new features."""
         return SparseTensor(feats, self.coords, self.stride, self._caches)
 
-    def __add__(self, other: SparseTensor) -> SparseTensor:
+    def check_same_voxels(self, other: SparseTensor) -> None:
+        """Raise unless `other` has the same voxels in the same order (features can be combined)."""
         if self.coords is not other.coords and not torch.equal(self.coords, other.coords):
             raise ValueError("cannot add sparse tensors on different voxels")
+
+    def __add__(self, other: SparseTensor) -> SparseTensor:
+        self.check_same_voxels(other)
         return self.replace_feats(self.feats + other.feats)
 
     def __repr__(self) -> str:

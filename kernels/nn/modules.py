@@ -243,8 +243,7 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 def add_relu(a: SparseTensor, b: SparseTensor) -> SparseTensor:
     """`relu(a + b)` on the features of `a` (a residual block's end): one pass on CUDA with the
     Triton backend (where the sum and the ReLU are two kernels and two passes otherwise)."""
-    if a.coords is not b.coords and not torch.equal(a.coords, b.coords):
-        raise ValueError("cannot add sparse tensors on different voxels")
+    a.check_same_voxels(b)
     x, y = a.feats, b.feats
     # The kernel adds in fp32; bf16 stays on torch (its rounding to bf16 was not checked on a GPU).
     kernel_dtypes = (torch.float16, torch.float32)
