@@ -20,24 +20,12 @@ import triton
 import triton.language as tl
 
 from kernels.triton.launch import Launcher, sm_count
+from kernels.triton.tiles import BLOCK_C, BLOCK_R, grid, tile
 
-_BLOCK_R = 64
-_BLOCK_C = 64
 _BLOCK_B = 128  # partials added per step by the finalising kernels (several loads in flight)
 _FINAL_C = 32  # channels per finalising program
 _SUM_ROWS = 128  # rows per step of the sums kernels (with 8 warps: enough loads in flight)
 _PROGRAMS_PER_SM = 4  # row programs of the sums: enough to fill the GPU, few partials to add up
-
-
-@triton.jit
-def _tile(n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """This program's rows and channels: (rows, cols, row_ok, col_ok, ok [R, C], offsets [R, C])."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    row_ok = rows < n_rows
-    col_ok = cols < c
-    ok = row_ok[:, None] & col_ok[None, :]
-    return rows, cols, row_ok, col_ok, ok, rows[:, None].to(tl.int64) * c + cols[None, :]
 
 
 @triton.jit
@@ -185,7 +173,7 @@ def _finalise_grad_kernel(partial_ptr, count_ptr, mean_dy_ptr, mean_dyx_ptr, gra
 def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, y_ptr, n_rows, c,
                   RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = ((x - mean) * scale + bias) * m, scale = weight / std (then max(y, 0) with RELU)."""
-    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
     centred = x - _vector(mean_ptr, cols, col_ok)[None, :]
@@ -200,7 +188,7 @@ def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr
                        mean_dy_ptr, mean_dyx_ptr, dx_ptr, n_rows, c, RELU: tl.constexpr,
                        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx = m * scale * (m dy - mean(m dy) - xhat * mean(m dy xhat))."""
-    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
     mean = _vector(mean_ptr, cols, col_ok)[None, :]
     invstd = _vector(invstd_ptr, cols, col_ok)[None, :]
@@ -217,7 +205,7 @@ def _grad_apply_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr
 def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias_ptr, y_ptr, n_rows, c, eps,
                       RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias (then max(y, 0) with RELU)."""
-    rows, cols, row_ok, col_ok, ok, offsets = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     scale = _vector(weight_ptr, cols, col_ok) / tl.sqrt(_vector(running_var_ptr, cols, col_ok) + eps)
     shift = _vector(bias_ptr, cols, col_ok) - _vector(running_mean_ptr, cols, col_ok) * scale
     y = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) * scale[None, :] + shift[None, :]
@@ -235,14 +223,10 @@ _GRAD_APPLY = Launcher(_grad_apply_kernel)
 _INFERENCE = Launcher(_inference_kernel)
 
 
-def _grid(x: torch.Tensor) -> tuple[int, int]:
-    return triton.cdiv(x.shape[0], _BLOCK_R), triton.cdiv(x.shape[1], _BLOCK_C)
-
-
 def _runs(x: torch.Tensor) -> tuple[int, int]:
     """(programs, rows per program) of the column sums: about _PROGRAMS_PER_SM programs per
     multiprocessor in all, each over a run of whole row blocks (fixed by the shape: deterministic)."""
-    blocks, channel_tiles = triton.cdiv(x.shape[0], _SUM_ROWS), triton.cdiv(x.shape[1], _BLOCK_C)
+    blocks, channel_tiles = triton.cdiv(x.shape[0], _SUM_ROWS), triton.cdiv(x.shape[1], BLOCK_C)
     wanted = max(1, _PROGRAMS_PER_SM * sm_count(x.device) // channel_tiles)
     blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
     return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _SUM_ROWS
@@ -253,8 +237,8 @@ def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, **constexprs: An
     """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums."""
     programs, rows_per_program = _runs(x)
     partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
-    kernel((programs, triton.cdiv(x.shape[1], _BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
-           rows_per_program, **constexprs, BLOCK_R=_SUM_ROWS, BLOCK_C=_BLOCK_C, num_warps=8)
+    kernel((programs, triton.cdiv(x.shape[1], BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
+           rows_per_program, **constexprs, BLOCK_R=_SUM_ROWS, BLOCK_C=BLOCK_C, num_warps=8)
     return partial, programs
 
 
@@ -287,8 +271,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
             BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C,
         )
         y = torch.empty_like(x)
-        _APPLY(_grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, RELU=relu, BLOCK_R=_BLOCK_R,
-               BLOCK_C=_BLOCK_C)
+        _APPLY(grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, RELU=relu, BLOCK_R=BLOCK_R,
+               BLOCK_C=BLOCK_C)
         ctx.save_for_backward(x, mask, count, mean, invstd, scale, weight, bias)
         ctx.relu = relu
         ctx.param_dtypes = (weight.dtype, bias.dtype)
@@ -308,8 +292,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         _FINALISE_GRAD((triton.cdiv(c, _FINAL_C),), partial, count, means[0], means[1], grad_weight,
                        grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C)
         dx = torch.empty_like(x)
-        _GRAD_APPLY(_grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
-                    x.shape[0], c, RELU=ctx.relu, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+        _GRAD_APPLY(grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
+                    x.shape[0], c, RELU=ctx.relu, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
         return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None, None
 
 
@@ -321,6 +305,6 @@ def batch_norm_inference(x: torch.Tensor, running_mean: torch.Tensor, running_va
     x = x.contiguous()
     y = torch.empty_like(x)
     if x.shape[0]:
-        _INFERENCE(_grid(x), x, running_mean, running_var, weight, bias, y, x.shape[0], x.shape[1],
-                   float(eps), RELU=relu, BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+        _INFERENCE(grid(x), x, running_mean, running_var, weight, bias, y, x.shape[0], x.shape[1],
+                   float(eps), RELU=relu, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
     return y

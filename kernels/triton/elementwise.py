@@ -9,25 +9,13 @@ import triton
 import triton.language as tl
 
 from kernels.triton.launch import Launcher
-
-_BLOCK_R = 64
-_BLOCK_C = 64
-
-
-@triton.jit
-def _tile(n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """(offsets, mask) of this program's rows x channels: per-row masks with the channel count
-    specialised (a flat mask over a size Triton may not specialise would stop vector loads)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    ok = (rows < n_rows)[:, None] & (cols < c)[None, :]
-    return rows[:, None].to(tl.int64) * c + cols[None, :], ok
+from kernels.triton.tiles import BLOCK_C, BLOCK_R, grid, tile
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _add_relu_kernel(a_ptr, b_ptr, y_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = max(a + b, 0), the sum rounded once to y's dtype as torch's `a + b` rounds it."""
-    offsets, ok = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     total = tl.load(a_ptr + offsets, mask=ok, other=0.0).to(tl.float32) + tl.load(
         b_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
     tl.store(y_ptr + offsets, tl.maximum(total, 0.0).to(y_ptr.dtype.element_ty), mask=ok)
@@ -36,14 +24,10 @@ def _add_relu_kernel(a_ptr, b_ptr, y_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOC
 @triton.jit(do_not_specialize=["n_rows"])
 def _relu_grad_kernel(dy_ptr, y_ptr, dx_ptr, n_rows, c, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     """dx = dy where y > 0, else 0 (torch's ReLU backward)."""
-    offsets, ok = _tile(n_rows, c, BLOCK_R, BLOCK_C)
+    rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     dy = tl.load(dy_ptr + offsets, mask=ok, other=0.0)
     y = tl.load(y_ptr + offsets, mask=ok, other=0.0)
     tl.store(dx_ptr + offsets, tl.where(y > 0, dy, 0.0).to(dx_ptr.dtype.element_ty), mask=ok)
-
-
-def _grid(x: torch.Tensor) -> tuple[int, int]:
-    return triton.cdiv(x.shape[0], _BLOCK_R), triton.cdiv(x.shape[1], _BLOCK_C)
 
 
 _ADD_RELU = Launcher(_add_relu_kernel)
@@ -58,7 +42,7 @@ class AddReLUFunction(torch.autograd.Function):
         a, b = a.contiguous(), b.contiguous()
         y = torch.empty_like(a)
         if y.numel():
-            _ADD_RELU(_grid(y), a, b, y, y.shape[0], y.shape[1], BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+            _ADD_RELU(grid(y), a, b, y, y.shape[0], y.shape[1], BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
         ctx.save_for_backward(y)
         return y
 
@@ -68,5 +52,5 @@ class AddReLUFunction(torch.autograd.Function):
         dy = dy.contiguous()
         dx = torch.empty_like(y)
         if y.numel():
-            _RELU_GRAD(_grid(y), dy, y, dx, y.shape[0], y.shape[1], BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C)
+            _RELU_GRAD(grid(y), dy, y, dx, y.shape[0], y.shape[1], BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
         return dx, dx
