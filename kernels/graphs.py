@@ -75,6 +75,7 @@ def stride_coords(coords: torch.Tensor, strides: list[Stride]) -> dict[Stride, t
 class PaddedScan:
     """Static buffers of one bucket: features (and labels), coordinates per stride padded to `caps`.
 
+    pads: padding coordinates per stride (scans without keys only).
     keys: sorted int64 keys of every stride, for the Triton maps (`with_keys`); input_order: the row
     of each sorted key of the first stride (its rows are not in key order).
     masks: per stride, (row mask [cap, 1], real row count) for BatchNorm in training.
@@ -101,7 +102,8 @@ class PaddedScan:
         scan = cls(
             torch.empty(caps[first], feats.shape[1], dtype=feats.dtype, device=device),
             {s: torch.empty(cap, 4, dtype=torch.int32, device=device) for s, cap in caps.items()},
-            {s: padding_coords(granularity, s == first, device) for s in caps},
+            # `load` copies padding from these; keyed scans (`load_levels`) write it in the kernel
+            {} if with_keys else {s: padding_coords(granularity, s == first, device) for s in caps},
         )
         if labels is not None:
             scan.labels = torch.empty(caps[first], dtype=labels.dtype, device=device)

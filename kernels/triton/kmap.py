@@ -100,10 +100,14 @@ def downsample_coords(coords: torch.Tensor, stride: Stride) -> torch.Tensor:
 
 
 def _from_keys(keys: torch.Tensor) -> torch.Tensor:
-    out = unpack_keys(keys)
-    out._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
-    out._weak3d_range_ok = True  # type: ignore[attr-defined]
-    return out
+    return _keyed(unpack_keys(keys), keys)
+
+
+def _keyed(coords: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """`coords` (sorted, made from `keys`) marked with their keys and as range-checked."""
+    coords._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
+    coords._weak3d_range_ok = True  # type: ignore[attr-defined]
+    return coords
 
 
 @dataclass
@@ -149,9 +153,7 @@ class SortedLevels:
         coords = torch.empty(count, 4, dtype=torch.int32, device=self.keys.device)
         keys = torch.empty(count, dtype=torch.int64, device=self.keys.device)
         self.fill(level, coords, keys)
-        coords._weak3d_sorted_keys = (keys, None)  # type: ignore[attr-defined]
-        coords._weak3d_range_ok = True  # type: ignore[attr-defined]
-        return coords
+        return _keyed(coords, keys)
 
 
 def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> SortedLevels:
@@ -181,12 +183,6 @@ def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -
     ends = host[1:]
     bases = [0, *ends[:-1]]
     return SortedLevels(keys, order, runs, [end - base for end, base in zip(ends, bases, strict=True)], bases)
-
-
-def downsample_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> list[torch.Tensor]:
-    """`downsample_coords(coords, s)` for every stride `s`, with the range check, in one host sync."""
-    levels = sort_levels(coords, strides, batch_limit)
-    return [levels.level(i) for i in range(len(strides))]
 
 
 def _fill(coords: torch.Tensor, count: int, src: torch.Tensor, *, runs: torch.Tensor | None = None,
