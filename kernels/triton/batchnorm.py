@@ -6,7 +6,9 @@ non-convolution time of a graphed training step. Forward: column sums over runs 
 kernel that turns them into mean, scale and the running-statistics update, the normalisation;
 backward the same three steps. Sums: per program, of `x - shift` and its square over a fixed run
 of rows (shift = the running mean, so that the one-pass variance does not cancel), added over
-programs in a fixed order: deterministic, no atomics.
+programs in a fixed order: deterministic, no atomics. A program keeps one partial sum per row of its
+tile and adds them up once at the end: a cross-warp sum at every step made these kernels run at a
+quarter of the memory bandwidth.
 
 `batch_norm_inference`: the eval-mode normalisation (running statistics) as one kernel.
 """
@@ -66,14 +68,14 @@ def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_p
     col_ok = cols < c
     shift = _vector(shift_ptr, cols, col_ok)[None, :]
     start, end = _run(rows_per_program, n_rows)
-    first = tl.zeros([BLOCK_C], dtype=tl.float32)
-    second = tl.zeros([BLOCK_C], dtype=tl.float32)
+    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
     for r0 in range(start, end, BLOCK_R):
         m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
         d = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - shift) * m
-        first += tl.sum(d, axis=0)
-        second += tl.sum(d * d, axis=0)
-    _store_sums(partial_ptr, first, second, c, cols, col_ok)
+        first += d
+        second += d * d
+    _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
 
 
 @triton.jit
@@ -99,14 +101,14 @@ def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr
     weight = _vector(weight_ptr, cols, col_ok)[None, :]
     bias = _vector(bias_ptr, cols, col_ok)[None, :]
     start, end = _run(rows_per_program, n_rows)
-    first = tl.zeros([BLOCK_C], dtype=tl.float32)
-    second = tl.zeros([BLOCK_C], dtype=tl.float32)
+    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
+    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
     for r0 in range(start, end, BLOCK_R):
         m, ok, offsets = _run_tile(r0, end, cols, col_ok, c, mask_ptr, BLOCK_R)
         dy, xhat = _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU)
-        first += tl.sum(dy, axis=0)
-        second += tl.sum(dy * xhat, axis=0)
-    _store_sums(partial_ptr, first, second, c, cols, col_ok)
+        first += dy
+        second += dy * xhat
+    _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
 
 
 @triton.jit

@@ -17,7 +17,11 @@ _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
 _IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
-_FIXUP_ROWS = 16  # rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple)
+# Rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple) and partials it
+# adds per step: a submanifold centre offset spans about a third of the segments, and with 16 rows
+# and 8 partials per step its fixup waited out a dozen dependent loads (~20 us per call).
+_FIXUP_ROWS = 4
+_FIXUP_CHUNK = 32
 
 
 def _pow2(n: int, low: int, high: int) -> int:
@@ -132,7 +136,8 @@ def weight_grad(
     _WEIGHT_GRAD_FIXUP(
         (volume, tiles * (block_i // _FIXUP_ROWS)),
         starts, out, partial, programs, c_in, c_out, tiles_out,
-        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=_FIXUP_ROWS, CHUNK=8, num_warps=4,
+        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=_FIXUP_ROWS, CHUNK=_FIXUP_CHUNK,
+        num_warps=4,
     )
     return out
 

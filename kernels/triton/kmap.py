@@ -35,6 +35,8 @@ _UNPACK = Launcher(kk.unpack_keys_kernel)
 _QUERY = Launcher(kk.query_kernel)
 _TRANSPOSE = Launcher(kk.transpose_table_kernel)
 _SORT_TABLE = Launcher(kk.sort_table_kernel)
+_MASK_BIT_COUNTS = Launcher(kk.mask_bit_counts_kernel)
+_RARITY_KEYS = Launcher(kk.rarity_keys_kernel)
 _FILL_LEVEL = Launcher(kk.fill_level_kernel)
 
 
@@ -226,13 +228,32 @@ class MapSide:
     sorted_mask: torch.Tensor | None = None
 
 
+def _rarity_keys(mask: torch.Tensor, volume: int) -> torch.Tensor:
+    """Sort keys of the rows: their bitmasks with the rarest offset as the most significant bit.
+
+    Any order that groups equal masks is correct. Sorting by the masks themselves puts the bit of
+    offset 26 first; putting the rarest first gathers the few rows that have rare offsets, so
+    fewer tiles pay for them: about 10 % less tile work on LiDAR scans (1.57 -> 1.39 rows x
+    offsets computed per real pair at full resolution, 1.87 -> 1.71 at stride 8, 64-row tiles).
+    """
+    keys = torch.empty_like(mask)
+    if mask.shape[0]:
+        counts = torch.zeros(volume, dtype=torch.int32, device=mask.device)
+        args = (_grid(mask.shape[0]), mask)
+        constexprs = {"K": volume, "K_POW2": triton.next_power_of_2(volume), "BLOCK": _BLOCK}
+        _MASK_BIT_COUNTS(*args, counts, mask.shape[0], **constexprs)
+        _RARITY_KEYS(*args, counts, keys, mask.shape[0], **constexprs)
+    return keys
+
+
 def _side(table: torch.Tensor, mask: torch.Tensor | None) -> MapSide:
     """A map side with its rows sorted by neighbour bitmask (when there is one)."""
     if mask is None:
         return MapSide(table, None)
     n_rows, volume = table.shape
-    # Any order that groups equal masks will do; 8-bit keys sort in one radix pass instead of four.
-    perm = torch.argsort(mask.to(torch.uint8) if volume <= 8 else mask).to(torch.int32)
+    keys = _rarity_keys(mask, volume)
+    # 8-bit keys sort in one radix pass instead of four.
+    perm = torch.argsort(keys.to(torch.uint8) if volume <= 8 else keys).to(torch.int32)
     sorted_table = torch.empty(volume, n_rows, dtype=torch.int32, device=table.device)
     sorted_mask = torch.empty_like(mask)
     if n_rows:

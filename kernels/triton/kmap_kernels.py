@@ -143,6 +143,37 @@ def transpose_table_kernel(
 
 
 @triton.jit(do_not_specialize=["n_rows"])
+def mask_bit_counts_kernel(mask_ptr, counts_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr,
+                           BLOCK: tl.constexpr):
+    """counts[k] += the rows of this block whose bitmask has bit k (integer atomics: exact, so the
+    counts do not depend on the order the programs run in)."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    masks = tl.load(mask_ptr + rows, mask=rows < n_rows, other=0)
+    ks = tl.arange(0, K_POW2)
+    bits = (masks[:, None] >> ks[None, :]) & 1
+    tl.atomic_add(counts_ptr + ks, tl.sum(bits, axis=0), mask=ks < K)
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def rarity_keys_kernel(mask_ptr, counts_ptr, keys_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr,
+                       BLOCK: tl.constexpr):
+    """keys[r] = row r's bitmask with its bits reordered by how many rows have them: the rarest
+    offset becomes the most significant bit, the commonest the least (ties by offset index)."""
+    ks = tl.arange(0, K_POW2)
+    valid = ks < K
+    counts = tl.load(counts_ptr + ks, mask=valid, other=0)
+    # rank[k] = the number of offsets more common than k (equal counts: the lower index first).
+    mine, other = counts[:, None], counts[None, :]
+    before = (other > mine) | ((other == mine) & (ks[None, :] < ks[:, None]))
+    rank = tl.sum((before & valid[None, :]).to(tl.int32), axis=1)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = rows < n_rows
+    masks = tl.load(mask_ptr + rows, mask=ok, other=0)
+    bits = tl.where(valid[None, :], (masks[:, None] >> ks[None, :]) & 1, 0)
+    tl.store(keys_ptr + rows, tl.sum(bits << rank[None, :], axis=1), mask=ok)
+
+
+@triton.jit(do_not_specialize=["n_rows"])
 def sort_table_kernel(
     table_ptr, perm_ptr, mask_ptr, sorted_table_ptr, sorted_mask_ptr, n_rows,
     K: tl.constexpr, BLOCK: tl.constexpr,

@@ -385,11 +385,15 @@ def test_graph_runners_name_duplicate_voxels() -> None:
             graphed(kernels.SparseTensor(torch.cat([feats, feats[:5]]), repeated))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # bf16: torch's path
-def test_add_relu_is_torchs_sum_then_relu(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_add_relu_is_torchs_sum_then_relu(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     """kernels.nn.add_relu's one-pass kernel: bit-identical values and gradients to relu(a + b)."""
     from kernels import nn as spnn
+    from kernels.triton.elementwise import AddReLUFunction
 
+    calls = []
+    kernel_apply = AddReLUFunction.apply
+    monkeypatch.setattr(AddReLUFunction, "apply", lambda *args: calls.append(1) or kernel_apply(*args))
     coords = _random_coords(5000, 30, seed=50)
     a = torch.randn(coords.shape[0], 96, device="cuda").to(dtype).requires_grad_()
     b = torch.randn(coords.shape[0], 96, device="cuda").to(dtype).requires_grad_()
@@ -399,4 +403,5 @@ def test_add_relu_is_torchs_sum_then_relu(dtype: torch.dtype) -> None:
     grad = torch.randn_like(ref)
     (ours * grad).sum().backward()
     (ref * grad).sum().backward()
+    assert calls, "add_relu did not take the Triton kernel"
     assert torch.equal(ours, ref) and torch.equal(a.grad, a2.grad) and torch.equal(b.grad, b2.grad)
