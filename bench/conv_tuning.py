@@ -1,6 +1,7 @@
 """Block configurations of the Triton convolution kernels, timed on the calls a MinkUNet makes (GPU).
 
     python bench/conv_tuning.py [--scan PATH] [--out JSON] [--inputs nuscenes@5cm,dense64@5cm] [--inference]
+                                [--directions forward,input_grad,weight_grad]
 
 One fp16 training step (autocast, batch 2, MinkUNet cr 1.0; `--inference`: an eval-mode fp16
 forward pass at batch 1, as spconv_compare times inference) is run with the implicit GEMM and the
@@ -84,6 +85,9 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
         for per_sm in (2, 4):
             out[f"sm{per_sm} p64 w8 i128"] = {"BLOCK_I": 128, "BLOCK_O": 128, "BLOCK_P": 64, "num_warps": 8,
                                              "programs_per_sm": per_sm}
+    for rows in (8, 16, 32):  # rows of a tile per fixup program (default 4)
+        if rows <= block_i:
+            out[f"default fixup{rows}"] = {**default, "fixup_rows": rows}
     if c_in % block_i or c_out % block_o:  # padded tiles (96 channels in 64 + 64): tiles that fit
         for tile_i, tile_o in ((32, 32), (32, 128), (128, 32)):
             for per_sm in (2, 4):
@@ -220,6 +224,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(here / "bench" / "results" / "conv_tuning.json"))
     parser.add_argument("--inputs", default="nuscenes@5cm,dense64@5cm")
     parser.add_argument("--inference", action="store_true", help="the calls of a batch-1 inference")
+    parser.add_argument("--directions", default="forward,input_grad,weight_grad", help="which calls to tune")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
@@ -236,7 +241,8 @@ def main() -> None:
         coords, feats = (c1, f1) if args.inference else (torch.cat([c1, c2]), torch.cat([f1, f2]))
         torch.manual_seed(0)
         model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
-        calls = record_calls(model, coords, feats, args.inference)
+        calls = [call for call in record_calls(model, coords, feats, args.inference)
+                 if call["direction"] in args.directions.split(",")]
         rows = tune(label, calls)
         results["inputs"][label] = {"voxels": int(coords.shape[0]), "calls": rows, "totals": totals(rows)}
         for direction, t in results["inputs"][label]["totals"].items():

@@ -216,8 +216,8 @@ def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-_STATS = Launcher(_stats_kernel)
-_GRAD_STATS = Launcher(_grad_stats_kernel)
+STATS = Launcher(_stats_kernel)
+GRAD_STATS = Launcher(_grad_stats_kernel)
 _FINALISE_STATS = Launcher(_finalise_stats_kernel)
 _FINALISE_GRAD = Launcher(_finalise_grad_kernel)
 _APPLY = Launcher(_apply_kernel)
@@ -225,22 +225,28 @@ _GRAD_APPLY = Launcher(_grad_apply_kernel)
 _INFERENCE = Launcher(_inference_kernel)
 
 
-def _runs(x: torch.Tensor) -> tuple[int, int]:
-    """(programs, rows per program) of the column sums: about _PROGRAMS_PER_SM programs per
+SUMS_CONFIG = {"BLOCK_R": _SUM_ROWS, "BLOCK_C": BLOCK_C, "num_warps": 8, "programs_per_sm": _PROGRAMS_PER_SM}
+
+
+def _runs(x: torch.Tensor, block_r: int, block_c: int, programs_per_sm: int) -> tuple[int, int]:
+    """(programs, rows per program) of the column sums: about `programs_per_sm` programs per
     multiprocessor in all, each over a run of whole row blocks (fixed by the shape: deterministic)."""
-    blocks, channel_tiles = triton.cdiv(x.shape[0], _SUM_ROWS), triton.cdiv(x.shape[1], BLOCK_C)
-    wanted = max(1, _PROGRAMS_PER_SM * sm_count(x.device) // channel_tiles)
+    blocks, channel_tiles = triton.cdiv(x.shape[0], block_r), triton.cdiv(x.shape[1], block_c)
+    wanted = max(1, programs_per_sm * sm_count(x.device) // channel_tiles)
     blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
-    return triton.cdiv(blocks, blocks_per_program), blocks_per_program * _SUM_ROWS
+    return triton.cdiv(blocks, blocks_per_program), blocks_per_program * block_r
 
 
-def _column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, **constexprs: Any
-                 ) -> tuple[torch.Tensor, int]:
-    """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums."""
-    programs, rows_per_program = _runs(x)
+def column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, config: dict[str, int] | None = None,
+                **constexprs: Any) -> tuple[torch.Tensor, int]:
+    """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums.
+    config: tile, warps and programs per multiprocessor (default SUMS_CONFIG; bench/batchnorm_tuning.py)."""
+    config = dict(config or SUMS_CONFIG)
+    programs_per_sm = config.pop("programs_per_sm")
+    programs, rows_per_program = _runs(x, config["BLOCK_R"], config["BLOCK_C"], programs_per_sm)
     partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
-    kernel((programs, triton.cdiv(x.shape[1], BLOCK_C)), *args, partial, x.shape[0], x.shape[1],
-           rows_per_program, **constexprs, BLOCK_R=_SUM_ROWS, BLOCK_C=BLOCK_C, num_warps=8)
+    kernel((programs, triton.cdiv(x.shape[1], config["BLOCK_C"])), *args, partial, x.shape[0], x.shape[1],
+           rows_per_program, **constexprs, **config)
     return partial, programs
 
 
@@ -261,7 +267,7 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         x = x.contiguous()
         mask = mask.reshape(-1).float().contiguous()
         c = x.shape[1]
-        partial, programs = _column_sums(_STATS, x, x, mask, shift)
+        partial, programs = column_sums(STATS, x, x, mask, shift)
         stats = torch.empty(4, c, dtype=torch.float32, device=x.device)
         mean, var, invstd, scale = stats
         update = momentum is not None and running_mean is not None and running_var is not None
@@ -286,7 +292,7 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         x, mask, count, mean, invstd, scale, weight, bias = ctx.saved_tensors
         dy = dy.contiguous()
         c = x.shape[1]
-        partial, programs = _column_sums(_GRAD_STATS, x, dy, x, mask, mean, invstd, weight, bias,
+        partial, programs = column_sums(GRAD_STATS, x, dy, x, mask, mean, invstd, weight, bias,
                                          RELU=ctx.relu)
         means = torch.empty(2, c, dtype=torch.float32, device=x.device)
         grad_weight = torch.empty(c, dtype=ctx.param_dtypes[0], device=x.device)

@@ -17,11 +17,12 @@ _IMPLICIT_GEMM = Launcher(ck.implicit_gemm_kernel)
 _IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
-# Rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple) and partials it
-# adds per step: a submanifold centre offset spans about a third of the segments, and with 16 rows
-# and 8 partials per step its fixup waited out a dozen dependent loads (~20 us per call).
+# Rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple); it adds
+# _FIXUP_ELEMENTS // rows partials per step. A submanifold centre offset spans about a third of the
+# segments: with 16 rows and 8 partials per step the fixup of a 32-channel layer waited out a dozen
+# dependent loads (~20 us per call).
 _FIXUP_ROWS = 4
-_FIXUP_CHUNK = 32
+_FIXUP_ELEMENTS = 128
 
 
 def _pow2(n: int, low: int, high: int) -> int:
@@ -107,13 +108,14 @@ def weight_grad(
 ) -> torch.Tensor:
     """dW [K, Cin, Cout] in fp32, stream-K over the pairs of all offsets (deterministic).
 
-    config: tiles, warps and programs_per_sm, default weight_grad_config.
+    config: tiles, warps, programs_per_sm and fixup_rows, default weight_grad_config.
     """
     rows, others, starts, rows_are_out = kmap.offset_lists()
     n_rows = rows.shape[1]
     c_in, c_out = x.shape[1], dy.shape[1]
     config = dict(config or weight_grad_config(c_in, c_out, x.dtype != torch.float32))
     programs_per_sm = config.pop("programs_per_sm", 2)
+    fixup_rows = min(config.pop("fixup_rows", _FIXUP_ROWS), config["BLOCK_I"])
     block_i, block_o, block_p = config["BLOCK_I"], config["BLOCK_O"], config["BLOCK_P"]
     tiles_out = triton.cdiv(c_out, block_o)
     tiles = triton.cdiv(c_in, block_i) * tiles_out
@@ -134,10 +136,10 @@ def weight_grad(
         PRECISION=precision, **config,
     )
     _WEIGHT_GRAD_FIXUP(
-        (volume, tiles * (block_i // _FIXUP_ROWS)),
+        (volume, tiles * (block_i // fixup_rows)),
         starts, out, partial, programs, c_in, c_out, tiles_out,
-        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=_FIXUP_ROWS, CHUNK=_FIXUP_CHUNK,
-        num_warps=4,
+        K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=fixup_rows,
+        CHUNK=_FIXUP_ELEMENTS // fixup_rows, num_warps=4,
     )
     return out
 
