@@ -85,8 +85,8 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
         for per_sm in (2, 4):
             out[f"sm{per_sm} p64 w8 i128"] = {"BLOCK_I": 128, "BLOCK_O": 128, "BLOCK_P": 64, "num_warps": 8,
                                              "programs_per_sm": per_sm}
-    for rows in (8, 16, 32):  # rows of a tile per fixup program (default 4)
-        if rows <= block_i:
+    for rows in (4, 8, 16, 32):  # rows of a tile per fixup program
+        if rows <= block_i and rows != default["fixup_rows"]:
             out[f"default fixup{rows}"] = {**default, "fixup_rows": rows}
     if c_in % block_i or c_out % block_o:  # padded tiles (96 channels in 64 + 64): tiles that fit
         for tile_i, tile_o in ((32, 32), (32, 128), (128, 32)):
@@ -94,7 +94,7 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
                 out[f"sm{per_sm} p128 w4 i{tile_i} o{tile_o}"] = {
                     "BLOCK_I": tile_i, "BLOCK_O": tile_o, "BLOCK_P": 128, "num_warps": 4,
                     "programs_per_sm": per_sm}
-    return out
+    return {name: {"fixup_rows": default["fixup_rows"], **config} for name, config in out.items()}
 
 
 def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor, inference: bool = False

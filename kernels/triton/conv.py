@@ -21,7 +21,7 @@ _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
 # _FIXUP_ELEMENTS // rows partials per step. A submanifold centre offset spans about a third of the
 # segments: with 16 rows and 8 partials per step the fixup of a 32-channel layer waited out a dozen
 # dependent loads (~20 us per call).
-_FIXUP_ROWS = 4
+_FIXUP_ROWS = 4  # default; weight_grad_config takes 32 for layers of many tiles
 _FIXUP_ELEMENTS = 128
 
 
@@ -53,10 +53,13 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
 
 
 def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
-    """Cin x Cout tile, pairs per step, warps and programs per multiprocessor of the weight gradient
-    (16-bit: 128 pairs per step measured best for every MinkUNet call, bench/conv_tuning.py)."""
-    return {"BLOCK_I": _pow2(c_in, 16, 64), "BLOCK_O": _pow2(c_out, 16, 64), "BLOCK_P": 128 if wide else 32,
-            "num_warps": 4, "programs_per_sm": 2}
+    """Cin x Cout tile, pairs per step, warps, programs per multiprocessor and fixup rows of the
+    weight gradient (16-bit: 128 pairs per step measured best for every MinkUNet call; 32 fixup rows
+    from 6 tiles on, where they saved 5-25 % per call, bench/results/conv_tuning_wgrad.json)."""
+    block_i, block_o = _pow2(c_in, 16, 64), _pow2(c_out, 16, 64)
+    tiles = triton.cdiv(c_in, block_i) * triton.cdiv(c_out, block_o)
+    return {"BLOCK_I": block_i, "BLOCK_O": block_o, "BLOCK_P": 128 if wide else 32, "num_warps": 4,
+            "programs_per_sm": 2, "fixup_rows": min(32, block_i) if tiles >= 6 else _FIXUP_ROWS}
 
 
 def implicit_gemm(
