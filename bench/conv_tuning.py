@@ -104,13 +104,14 @@ def record_calls(model: nn.Module, coords: torch.Tensor, feats: torch.Tensor, in
     calls: dict[tuple[Any, ...], dict[str, Any]] = {}
     original_gemm, original_wgrad = triton_conv.implicit_gemm, triton_conv.weight_grad
 
-    def gemm(x: torch.Tensor, weight: torch.Tensor, side: Any, transpose_weight: bool, config: Any = None):
+    def gemm(x: torch.Tensor, weight: torch.Tensor, side: Any, transpose_weight: bool, config: Any = None,
+             epilogue: Any = None):
         kind = "input_grad" if transpose_weight else "forward"
-        key = (kind, x.shape[0], tuple(weight.shape), side.table.shape[0], side.flip)
+        key = (kind, x.shape[0], tuple(weight.shape), side.table.shape[0], side.flip, epilogue is not None)
         entry = calls.setdefault(key, {"fn": original_gemm, "args": (x, weight, side, transpose_weight),
-                                       "direction": kind, "count": 0})
+                                       "kwargs": {"epilogue": epilogue}, "direction": kind, "count": 0})
         entry["count"] += 1
-        return original_gemm(x, weight, side, transpose_weight, config)
+        return original_gemm(x, weight, side, transpose_weight, config, epilogue)
 
     def wgrad(x: torch.Tensor, dy: torch.Tensor, kmap: Any, volume: int, config: Any = None):
         key = ("weight_grad", x.shape, dy.shape, volume)
@@ -156,9 +157,10 @@ def graph_us(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
-def time_config(fn: Any, args: tuple[Any, ...], config: dict[str, int]) -> tuple[float, torch.Tensor]:
+def time_config(fn: Any, args: tuple[Any, ...], config: dict[str, int], kwargs: dict[str, Any]
+                ) -> tuple[float, torch.Tensor]:
     """Microseconds per call (`graph_us`) and one output."""
-    return graph_us(lambda: fn(*args, config=config)), fn(*args, config=config)
+    return graph_us(lambda: fn(*args, config=config, **kwargs)), fn(*args, config=config, **kwargs)
 
 
 def describe(call: dict[str, Any]) -> dict[str, Any]:
@@ -182,10 +184,11 @@ def tune(label: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             default = triton_conv.gemm_config(info["c_in"], info["c_out"], True, info["rows"], info["K"])
             candidates = gemm_candidates(info["c_in"], info["c_out"]) if info["sorted"] else {}
-        base_us, base_out = time_config(call["fn"], call["args"], default)
+        kwargs = call.get("kwargs", {})
+        base_us, base_out = time_config(call["fn"], call["args"], default, kwargs)
         times, errors = {}, {}
         for name, config in candidates.items():
-            us, out = time_config(call["fn"], call["args"], config)
+            us, out = time_config(call["fn"], call["args"], config, kwargs)
             times[name] = us
             errors[name] = float(
                 (out.float() - base_out.float()).norm()

@@ -9,6 +9,7 @@ import torch
 
 from kernels.backend import SparseBackend, get_backend
 from kernels.coords import downsample_coords
+from kernels.epilogue import NormEpilogue
 from kernels.kmap import KernelMap, build_kernel_map
 from kernels.tensor import SparseTensor, Stride, as_triple
 
@@ -43,6 +44,7 @@ def conv3d(
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
     transposed: bool = False,
+    epilogue: NormEpilogue | None = None,
 ) -> SparseTensor:
     """Sparse convolution with weight `[K, Cin, Cout]` (or `[Cin, Cout]` when K == 1).
 
@@ -50,7 +52,27 @@ def conv3d(
     `unique(floor(c / s))`, output `o` reads input `o * s + offset[k] * dilation`. transposed with
     stride s > 1: outputs on the stride-`input.stride / s` voxels recorded in the cache (the
     parent's), through the matching down-sampling map read backwards (no kernel flip).
+    epilogue: an eval-mode BatchNorm (and ReLU) applied to the output (after `bias`); backends with a
+    `conv_epilogue` method apply it inside the convolution.
     """
+    if epilogue is not None and bias is None and hasattr(get_backend(input.feats.device), "conv_epilogue"):
+        return _conv3d(input, weight, kernel_size, stride, dilation, transposed, epilogue)
+    output = _conv3d(input, weight, kernel_size, stride, dilation, transposed, None)
+    if bias is not None:
+        output = output.replace_feats(output.feats + bias)
+    return output if epilogue is None else output.replace_feats(epilogue.apply(output.feats))
+
+
+def _conv3d(
+    input: SparseTensor,
+    weight: torch.Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int],
+    dilation: int | Sequence[int],
+    transposed: bool,
+    epilogue: NormEpilogue | None,
+) -> SparseTensor:
+    """conv3d without bias; `epilogue` (if given) goes to the backend's conv_epilogue."""
     kernel_size = as_triple(kernel_size, "kernel_size")
     stride = as_triple(stride, "stride")
     dilation = as_triple(dilation, "dilation")
@@ -60,8 +82,15 @@ def conv3d(
                          f"{math.prod(kernel_size)}")
     backend = get_backend(input.feats.device)
 
+    def run(feats: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        if epilogue is None:
+            return backend.conv(feats, weight3, kmap)
+        return backend.conv_epilogue(feats, weight3, kmap, epilogue)  # type: ignore[attr-defined]
+
     if math.prod(kernel_size) == 1 and stride == (1, 1, 1):
         output = input.replace_feats(input.feats @ weight3[0])
+        if epilogue is not None:
+            output = output.replace_feats(epilogue.apply(output.feats))
     elif not transposed:
         out_stride = tuple(a * b for a, b in zip(input.stride, stride, strict=True))
         if stride == (1, 1, 1):
@@ -74,7 +103,7 @@ def conv3d(
             backend,
             input, input.stride, kernel_size, stride, dilation, input.coords, out_coords
         )
-        output = SparseTensor(backend.conv(input.feats, weight3, kmap), out_coords, out_stride, input._caches)
+        output = SparseTensor(run(input.feats, kmap), out_coords, out_stride, input._caches)
     else:
         if any(a % b for a, b in zip(input.stride, stride, strict=True)):
             raise ValueError(f"transposed conv with stride {stride} on a tensor of stride {input.stride}")
@@ -88,10 +117,5 @@ def conv3d(
         kmap = _cached_kernel_map(
             backend, input, out_stride, kernel_size, stride, dilation, out_coords, input.coords
         )
-        output = SparseTensor(
-            backend.conv(input.feats, weight3, kmap.transposed()), out_coords, out_stride, input._caches
-        )
-
-    if bias is not None:
-        output = output.replace_feats(output.feats + bias)
+        output = SparseTensor(run(input.feats, kmap.transposed()), out_coords, out_stride, input._caches)
     return output

@@ -3,6 +3,7 @@
 from kernels.nn.conv import Conv3d
 from kernels.nn.modules import (
     BatchNorm,
+    ConvSequential,
     DenseSyncBatchNorm,
     LeakyReLU,
     ReLU,
@@ -12,6 +13,6 @@ from kernels.nn.modules import (
 )
 
 __all__ = [
-    "BatchNorm", "Conv3d", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm", "add_relu",
-    "fuse_batch_norm_relu",
+    "BatchNorm", "Conv3d", "ConvSequential", "DenseSyncBatchNorm", "LeakyReLU", "ReLU", "SyncBatchNorm",
+    "add_relu", "fuse_batch_norm_relu",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from kernels.epilogue import NormEpilogue
 from kernels.functional.conv import conv3d
 from kernels.tensor import SparseTensor, as_triple
 
@@ -53,7 +54,9 @@ class Conv3d(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -std, std)
 
-    def forward(self, input: SparseTensor) -> SparseTensor:
+    def forward(self, input: SparseTensor, epilogue: NormEpilogue | None = None) -> SparseTensor:
+        """epilogue: an eval-mode BatchNorm (and ReLU) applied to the output, inside the convolution
+        where the backend can (`kernels.nn.ConvSequential` passes it at inference)."""
         return conv3d(
             input,
             self.kernel,
@@ -62,6 +65,7 @@ class Conv3d(nn.Module):
             stride=self.stride,
             dilation=self.dilation,
             transposed=self.transposed,
+            epilogue=epilogue,
         )
 
     def extra_repr(self) -> str:

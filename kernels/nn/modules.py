@@ -43,15 +43,51 @@ def _activate(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def fuse_batch_norm_relu(module: nn.Module) -> nn.Module:
     """In every `nn.Sequential` of `module`, a `BatchNorm` directly followed by a `ReLU` takes the
     ReLU over (`fused_relu`) and the ReLU's place is held by an `nn.Identity` (no parameters either:
-    state-dict keys stay). Returns `module`, changed in place."""
+    state-dict keys stay). A plain `nn.Sequential` with a `Conv3d` directly followed by a
+    `BatchNorm` becomes a `ConvSequential` (same modules and keys), which at inference runs the pair
+    as one convolution kernel. Returns `module`, changed in place."""
+    from kernels.nn.conv import Conv3d
+
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         names = list(seq._modules)
         for name, following in zip(names, names[1:], strict=False):
-            bn, relu = seq._modules[name], seq._modules[following]
-            if isinstance(bn, BatchNorm) and type(relu) is ReLU and not bn.fused_relu:
-                bn.fused_relu = True
+            first, second = seq._modules[name], seq._modules[following]
+            if isinstance(first, BatchNorm) and type(second) is ReLU and not first.fused_relu:
+                first.fused_relu = True
                 seq._modules[following] = nn.Identity()
+            if isinstance(first, Conv3d) and isinstance(second, BatchNorm) and type(seq) is nn.Sequential:
+                seq.__class__ = ConvSequential
     return module
+
+
+class ConvSequential(nn.Sequential):
+    """`nn.Sequential` whose `Conv3d` -> `BatchNorm` pairs run as one kernel at inference.
+
+    When the BatchNorm would normalise with its running statistics in one Triton kernel (eval mode,
+    nothing to differentiate, CUDA, the Triton backend; `_fused_inference`) and has no hooks of
+    its own, the convolution applies it (and its fused ReLU) to its fp32 sums before the store
+    (`kernels.epilogue`): one kernel and one pass over the output fewer per layer. Otherwise, and
+    in training, exactly `nn.Sequential`.
+    """
+
+    def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        from kernels.epilogue import NormEpilogue
+        from kernels.nn.conv import Conv3d
+
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            following = modules[i + 1] if i + 1 < len(modules) else None
+            if (isinstance(module, Conv3d) and isinstance(following, BatchNorm) and module.bias is None
+                    and not following._forward_hooks and not following._forward_pre_hooks
+                    and _fused_inference(following, input.feats)):
+                input = module(input, epilogue=NormEpilogue.of(following, following.fused_relu))
+                i += 2
+            else:
+                input = module(input)
+                i += 1
+        return input
 
 
 def _fused_inference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:

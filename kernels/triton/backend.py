@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels.epilogue import NormEpilogue
 from kernels.kmap import KernelMap
 from kernels.reference import ReferenceBackend
 from kernels.tensor import Stride
@@ -41,13 +42,22 @@ class TritonBackend:
     def conv(
         self, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap | gpu_kmap.GPUKernelMap
     ) -> torch.Tensor:
+        return self.conv_epilogue(feats, weight, kmap, None)
+
+    def conv_epilogue(
+        self, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap | gpu_kmap.GPUKernelMap,
+        epilogue: NormEpilogue | None,
+    ) -> torch.Tensor:
+        """`conv`, then an eval-mode BatchNorm (and ReLU): inside the implicit GEMM at inference."""
         device = feats.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else feats.dtype
         if not isinstance(kmap, gpu_kmap.GPUKernelMap) or dtype not in _TRITON_DTYPES:
-            return self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
-        if torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
-            return TritonConvFunction.apply(feats, weight, kmap)
-        return conv_forward(feats, weight, kmap)  # inference: no autograd node to build
+            out = self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
+        elif torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
+            out = TritonConvFunction.apply(feats, weight, kmap)
+        else:
+            return conv_forward(feats, weight, kmap, epilogue)  # inference: no autograd node to build
+        return out if epilogue is None else epilogue.apply(out)
 
     def voxelize(self, point_feats: torch.Tensor, voxel_index: torch.Tensor, n_voxels: int) -> torch.Tensor:
         return self._reference.voxelize(point_feats, voxel_index, n_voxels)

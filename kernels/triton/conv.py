@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import triton
 
+from kernels.epilogue import NormEpilogue
 from kernels.reference import autocast_operands
 from kernels.triton import conv_kernels as ck
 from kernels.triton import settings
@@ -64,11 +65,12 @@ def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
 
 def implicit_gemm(
     x: torch.Tensor, weight: torch.Tensor, side: MapSide, transpose_weight: bool,
-    config: dict[str, int] | None = None,
+    config: dict[str, int] | None = None, epilogue: NormEpilogue | None = None,
 ) -> torch.Tensor:
     """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T).
 
     config: tile shape, warps and STAGES (> 0: the pipelined compact kernel), default gemm_config.
+    epilogue: an eval-mode BatchNorm (and ReLU) applied to the fp32 sums before the store.
     """
     n_rows, volume = side.table.shape
     if transpose_weight:
@@ -84,13 +86,18 @@ def implicit_gemm(
     stages = config.pop("STAGES", 0)
     grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]))
     precision = settings.dot_precision(x.dtype)
+    if epilogue is None:
+        norm: tuple[Any, ...] = (y, y, y, y, 0.0)  # unread
+    else:
+        norm = (epilogue.running_mean, epilogue.running_var, epilogue.weight, epilogue.bias, epilogue.eps)
+    flags = {"NORMALISE": epilogue is not None, "RELU": epilogue is not None and epilogue.relu}
     if side.sorted_table is not None and stages:
         _IMPLICIT_GEMM_COMPACT(
             grid,
             x, weight, y, side.sorted_table, side.perm, side.sorted_mask,
-            n_rows, c_in, c_out, s_wk, s_wi, s_wo,
+            n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm,
             K=volume, K_POW2=triton.next_power_of_2(volume), FLIP=side.flip, PRECISION=precision,
-            STAGES=stages, **config,
+            STAGES=stages, **flags, **config,
         )
         return y
     if side.sorted_table is not None:
@@ -100,8 +107,9 @@ def implicit_gemm(
     _IMPLICIT_GEMM(
         grid,
         x, weight, y, table, perm, mask,
-        n_rows, c_in, c_out, s_wk, s_wi, s_wo,
-        K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None, PRECISION=precision, **config,
+        n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm,
+        K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None, PRECISION=precision, **flags,
+        **config,
     )
     return y
 
@@ -154,10 +162,12 @@ def _compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Ten
     return feats.contiguous(), weight
 
 
-def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap) -> torch.Tensor:
-    """The forward convolution alone (no autograd graph), in the autocast dtype if one is active."""
+def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap,
+                 epilogue: NormEpilogue | None = None) -> torch.Tensor:
+    """The forward convolution alone (no autograd graph), in the autocast dtype if one is active,
+    with an eval-mode BatchNorm (and ReLU) applied before the store if `epilogue` is given."""
     feats, weight = _compute_dtype(feats, weight)
-    return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False)
+    return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False, epilogue=epilogue)
 
 
 class TritonConvFunction(torch.autograd.Function):

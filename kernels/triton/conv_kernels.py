@@ -7,7 +7,8 @@ the OR of the tile's masks says which offsets any of its rows has: the other off
 memory access at all. For each present offset the tile gathers the neighbours' feature rows
 straight from global memory (fused gather: no gathered copy) and accumulates `A_k @ W_k` in fp32.
 Each output element is written once by one program, offsets summed in a fixed order:
-deterministic without atomics.
+deterministic without atomics. At inference an eval-mode BatchNorm (and ReLU) can be applied to
+the fp32 sums before the store (NORMALISE).
 
 Weight gradient, stream-K: dW[k] = sum over the pairs (i, o) of offset k of x[i]^T dy[o]. The
 pairs of all offsets, concatenated offset after offset, are cut into `n_programs` equal segments;
@@ -45,11 +46,29 @@ def _gather_dot(acc, index, x_ptr, w_ptr, c_in, stride_wi, stride_wo, cols, col_
     return acc
 
 
+@triton.jit
+def _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, weight_ptr, bias_ptr, eps,
+                NORMALISE: tl.constexpr, RELU: tl.constexpr):
+    """y[rows] = acc; with NORMALISE, an eval-mode BatchNorm (running statistics) first, and with
+    RELU max(., 0): the arithmetic of batchnorm._inference_kernel, on the fp32 sums."""
+    if NORMALISE:
+        var = tl.load(var_ptr + cols, mask=col_ok, other=1.0).to(tl.float32)
+        scale = tl.load(weight_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) / tl.sqrt(var + eps)
+        shift = (tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+                 - tl.load(mean_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale)
+        acc = acc * scale[None, :] + shift[None, :]
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+    out = y_ptr + rows[:, None] * c_out + cols[None, :]
+    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
-    n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo,
+    n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
     K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """y[rows] = sum_k x[table[k, slot]] @ W[k] (table entry -1: no neighbour).
@@ -86,15 +105,16 @@ def implicit_gemm_kernel(
             if tl.max(index, axis=0) >= 0:
                 acc = _gather_dot(acc, index, x_ptr, w_ptr + k * stride_wk, c_in, stride_wi, stride_wo,
                                   cols, col_ok, PRECISION, BLOCK_K)
-    out = y_ptr + rows[:, None] * c_out + cols[None, :]
-    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
+                eps, NORMALISE, RELU)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_compact_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
-    n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo,
+    n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
     K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
     """The SORTED implicit GEMM as one flat loop over (present offset, Cin chunk) that Triton can
@@ -134,8 +154,8 @@ def implicit_gemm_compact_kernel(
         w = tl.load(w_ptr + k * stride_wk + ck[:, None] * stride_wi + cols[None, :] * stride_wo,
                     mask=ck_ok[:, None] & col_ok[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=PRECISION)
-    out = y_ptr + rows[:, None] * c_out + cols[None, :]
-    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
+                eps, NORMALISE, RELU)
 
 
 @triton.jit

@@ -65,3 +65,30 @@ def test_add_relu_sums_features_of_the_same_voxels_only() -> None:
     other[0, 1] += 100
     with pytest.raises(ValueError, match="different voxels"):
         spnn.add_relu(kernels.SparseTensor(a, coords), kernels.SparseTensor(b, other))
+
+
+def test_conv_batch_norm_pairs_become_a_conv_sequential_with_the_same_outputs() -> None:
+    """fuse_batch_norm_relu turns a Sequential with a Conv3d -> BatchNorm pair into a ConvSequential
+    (keys unchanged); on CPU it runs exactly as the Sequential, and conv3d's epilogue argument
+    applies the eval-mode BatchNorm and ReLU after the convolution on backends without one."""
+    from kernels.epilogue import NormEpilogue
+    from kernels.functional import conv3d
+
+    torch.manual_seed(2)
+    plain = _block().double().eval()
+    plain[1].running_mean.uniform_(-1, 1)
+    plain[1].running_var.uniform_(0.5, 2)
+    fused = spnn.fuse_batch_norm_relu(copy.deepcopy(plain))
+    assert type(fused) is spnn.ConvSequential and type(plain) is nn.Sequential
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    coords = random_coords(2, 8, 0.3, torch.Generator().manual_seed(6), torch.device("cpu"))
+    feats = torch.randn(coords.shape[0], 4, dtype=torch.float64)
+    with torch.no_grad():
+        out = fused(kernels.SparseTensor(feats, coords.clone())).feats
+        reference = plain(kernels.SparseTensor(feats, coords.clone())).feats
+        torch.testing.assert_close(out, reference, rtol=0, atol=0)
+        x = kernels.SparseTensor(feats, coords.clone())
+        normalised = conv3d(x, plain[0].kernel, 3, epilogue=NormEpilogue.of(plain[1], relu=True)).feats
+        expected = plain[:3](kernels.SparseTensor(feats, coords.clone())).feats
+    torch.testing.assert_close(normalised, expected, rtol=1e-12, atol=1e-12)
+    assert normalised.min() == 0 and normalised.max() > 0

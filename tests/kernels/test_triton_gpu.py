@@ -130,7 +130,9 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
 def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int, cout: int, block_m: int,
                                                  warps: int) -> None:
     """Both implicit-GEMM kernels (the tuned configs pick either), forward and input gradient
-    (submanifold: the flipped table), several Cin chunks, against fp64 sums over the table."""
+    (submanifold: the flipped table), several Cin chunks, against fp64 sums over the table; the
+    forward also with an eval-mode BatchNorm and ReLU applied before the store."""
+    from kernels.epilogue import NormEpilogue
     from kernels.triton import conv as triton_conv
     from kernels.triton import kmap as gpu_kmap
 
@@ -156,6 +158,15 @@ def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int,
     dx = triton_conv.implicit_gemm(dy, weight, kmap.input_side(), True, config)
     assert _relative_error(y, ref_y) < TOLERANCE["fp16"]
     assert _relative_error(dx, ref_dx) < TOLERANCE["fp16"]
+    stats = [torch.randn(cout, device="cuda", generator=generator),
+             torch.rand(cout, device="cuda", generator=generator) + 0.5,
+             torch.rand(cout, device="cuda", generator=generator) + 0.5,
+             torch.randn(cout, device="cuda", generator=generator)]
+    epilogue = NormEpilogue(*stats, eps=1e-5, relu=True)
+    mean, var, scale, shift = (t.double() for t in stats)
+    ref_norm = torch.relu((ref_y - mean) / torch.sqrt(var + 1e-5) * scale + shift)
+    normalised = triton_conv.implicit_gemm(x, weight, kmap.output_side(), False, config, epilogue=epilogue)
+    assert _relative_error(normalised, ref_norm) < TOLERANCE["fp16"]
 
 
 def test_deterministic_mode_is_bit_identical() -> None:
@@ -244,6 +255,37 @@ def test_graphed_inference_replays_the_eager_network() -> None:
     # A replay reads the new scan, not the one captured.
     again = graphed(kernels.SparseTensor(feats[2], scans[2]))
     torch.testing.assert_close(again, outputs[2], rtol=0, atol=0)
+
+
+def test_conv_batch_norm_pairs_run_as_one_kernel_at_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ConvSequential (MinkUNet's blocks) in eval mode without grads: every 3x3x3 / strided conv
+    followed by a BatchNorm normalises in its epilogue, and the logits match the unfused network."""
+    from kernels import nn as spnn
+    from kernels.triton import conv as triton_conv
+    from weak3d.models import MinkUNet
+
+    torch.manual_seed(0)
+    model = MinkUNet(num_classes=5, cr=0.5).cuda().eval().half()
+    for module in model.modules():  # running statistics away from (0, 1), so a missed BN shows
+        if isinstance(module, spnn.BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    coords = _random_coords(9000, 30, seed=23)
+    feats = torch.randn(coords.shape[0], 4, device="cuda").half()
+    normalised = []
+    gemm = triton_conv.implicit_gemm
+    monkeypatch.setattr(triton_conv, "implicit_gemm", lambda *args, **kwargs: normalised.append(
+        kwargs.get("epilogue") is not None) or gemm(*args, **kwargs))
+    with torch.no_grad():
+        fused = model(kernels.SparseTensor(feats, coords.clone()))
+        sequentials = [m for m in model.modules() if type(m) is spnn.ConvSequential]
+        for module in sequentials:
+            module.__class__ = torch.nn.Sequential
+        plain = model(kernels.SparseTensor(feats, coords.clone()))
+    pairs = sum(isinstance(a, spnn.Conv3d) and isinstance(b, spnn.BatchNorm) and a.kernel.dim() == 3
+                for m in sequentials for a, b in zip(m, list(m)[1:], strict=False))
+    assert pairs > 10 and sum(normalised) == pairs  # the fused pass only
+    torch.testing.assert_close(fused, plain, rtol=2e-2, atol=2e-2)
 
 
 class _SmallUNet(torch.nn.Module):

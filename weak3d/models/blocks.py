@@ -2,8 +2,9 @@
 
 Class and attribute names follow spvnas (`net`, `downsample`) so that state-dict keys of spvnas
 checkpoints (`stage1.1.net.0.kernel`, `stage1.1.downsample.0.kernel`, ...) match. Each BatchNorm
-followed by a ReLU takes the ReLU into its kernels (`kernels.nn.fuse_batch_norm_relu`; the ReLU's
-slot holds an Identity, so the keys stay).
+followed by a ReLU takes the ReLU into its kernels, and at inference each convolution followed by
+a BatchNorm applies it before its store (`kernels.nn.fuse_batch_norm_relu`; the ReLU's slot holds
+an Identity, so the keys stay).
 """
 
 from __future__ import annotations
