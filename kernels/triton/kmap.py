@@ -37,6 +37,8 @@ _TRANSPOSE = Launcher(kk.transpose_table_kernel)
 _SORT_TABLE = Launcher(kk.sort_table_kernel)
 _MASK_BIT_COUNTS = Launcher(kk.mask_bit_counts_kernel)
 _RARITY_KEYS = Launcher(kk.rarity_keys_kernel)
+_COUNT_PAIRS = Launcher(kk.count_pairs_kernel)
+_WRITE_PAIRS = Launcher(kk.write_pairs_kernel)
 _FILL_LEVEL = Launcher(kk.fill_level_kernel)
 
 
@@ -262,6 +264,25 @@ def _side(table: torch.Tensor, mask: torch.Tensor | None) -> MapSide:
     return MapSide(table, perm, False, sorted_table, sorted_mask)
 
 
+def _offset_lists(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Compact each table column's present entries (`_MapState.offset_lists`): pairs counted per
+    block of rows and offset, one cumulative sum, then each block writes its pairs in place (was a
+    segmented sort of the presence flags and a gather: about ten launches per map)."""
+    n_rows, volume = table.shape
+    rows = torch.empty(volume, n_rows, dtype=torch.int32, device=table.device)
+    others = torch.empty_like(rows)
+    starts = torch.zeros(volume + 1, dtype=torch.int32, device=table.device)
+    if n_rows:
+        blocks = _grid(n_rows)
+        counts = torch.empty(volume, blocks[0], dtype=torch.int32, device=table.device)
+        constexprs = {"K": volume, "K_POW2": triton.next_power_of_2(volume), "BLOCK": _BLOCK}
+        table = table.contiguous()
+        _COUNT_PAIRS(blocks, table, counts, n_rows, **constexprs)
+        ends = torch.cumsum(counts.view(-1), dim=0, dtype=torch.int32)
+        _WRITE_PAIRS(blocks, table, ends, rows, others, starts, n_rows, **constexprs)
+    return rows, others, starts
+
+
 class _MapState:
     """Everything shared by a map and its transposed view (built lazily, once)."""
 
@@ -300,16 +321,11 @@ class _MapState:
         """The pairs grouped by offset, over the forward table (weight gradient).
 
         (rows [K, n_out], others [K, n_out], starts [K + 1]): offset k's pairs are
-        (rows[k, j], others[k, j]) = (output, input) for j < starts[k + 1] - starts[k].
+        (rows[k, j], others[k, j]) = (output, input) for j < starts[k + 1] - starts[k], in row order
+        (the entries after them are not written).
         """
         if self._lists is None:
-            table = self.forward.table
-            present = table >= 0
-            rows = torch.sort((~present).T.contiguous().to(torch.uint8), dim=1, stable=True).indices
-            others = table.T.gather(1, rows).contiguous()
-            starts = torch.zeros(self.volume + 1, dtype=torch.int32, device=table.device)
-            starts[1:] = present.sum(dim=0, dtype=torch.int32).cumsum(dim=0, dtype=torch.int32)
-            self._lists = (rows.to(torch.int32).contiguous(), others, starts)
+            self._lists = _offset_lists(self.forward.table)
         return self._lists
 
     def pairs(self) -> KernelMap:

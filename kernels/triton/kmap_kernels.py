@@ -142,6 +142,48 @@ def transpose_table_kernel(
             tl.atomic_or(mask_t_ptr + target, tl.full([BLOCK], 1, tl.int32) << k, mask=hit)
 
 
+@triton.jit
+def _present(table_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr, BLOCK: tl.constexpr):
+    """(rows, ks, table tile [BLOCK, K_POW2], present) of this program's block of table rows."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ks = tl.arange(0, K_POW2)
+    ok = (rows < n_rows)[:, None] & (ks < K)[None, :]
+    entries = tl.load(table_ptr + rows[:, None].to(tl.int64) * K + ks[None, :], mask=ok, other=-1)
+    return rows, ks, entries, entries >= 0
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def count_pairs_kernel(table_ptr, counts_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr,
+                       BLOCK: tl.constexpr):
+    """counts[k, block] = the rows of this block with a neighbour at offset k ([K, blocks], so that
+    one flat cumulative sum runs offset after offset)."""
+    rows, ks, entries, present = _present(table_ptr, n_rows, K, K_POW2, BLOCK)
+    tl.store(counts_ptr + ks * tl.num_programs(0) + tl.program_id(0), tl.sum(present.to(tl.int32), axis=0),
+             mask=ks < K)
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def write_pairs_kernel(table_ptr, ends_ptr, rows_out_ptr, others_ptr, starts_ptr, n_rows, K: tl.constexpr,
+                       K_POW2: tl.constexpr, BLOCK: tl.constexpr):
+    """Offset k's pairs, in row order: rows_out[k, j] = the j-th table row with a neighbour at k,
+    others[k, j] = that neighbour; starts[k] = the pairs of the offsets before k (starts[K]: all).
+    ends: the inclusive cumulative sum of count_pairs_kernel's counts."""
+    rows, ks, entries, present = _present(table_ptr, n_rows, K, K_POW2, BLOCK)
+    block, blocks = tl.program_id(0), tl.num_programs(0)
+    k_ok = ks < K
+    flags = present.to(tl.int32)
+    before = tl.cumsum(flags, axis=0) - flags  # earlier rows of this block with the same offset
+    block_end = tl.load(ends_ptr + ks * blocks + block, mask=k_ok, other=0)
+    k_start = tl.load(ends_ptr + ks * blocks - 1, mask=k_ok & (ks > 0), other=0)
+    position = block_end - tl.sum(flags, axis=0) - k_start  # of this block's first pair within offset k
+    dest = ks[None, :].to(tl.int64) * n_rows + position[None, :] + before
+    tl.store(rows_out_ptr + dest, tl.broadcast_to(rows[:, None], [BLOCK, K_POW2]), mask=present)
+    tl.store(others_ptr + dest, entries, mask=present)
+    if block == 0:
+        tl.store(starts_ptr + ks, k_start, mask=k_ok)
+        tl.store(starts_ptr + K, tl.load(ends_ptr + K * blocks - 1))
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def mask_bit_counts_kernel(mask_ptr, counts_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr,
                            BLOCK: tl.constexpr):

@@ -122,6 +122,14 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
         columns = torch.arange(side.sorted_table.shape[0], device="cuda")[:, None]
         present = (side.sorted_table >= 0).long() << columns
         assert torch.equal(side.sorted_mask.long() & 0xFFFFFFFF, present.sum(dim=0))
+    rows, others, starts, rows_are_out = got.offset_lists()  # the weight gradient's pair lists
+    assert rows_are_out and starts.tolist() == [0, *torch.tensor(ref.pair_counts).cumsum(0).tolist()]
+    table = got.output_side().table.long()
+    for k in range(table.shape[1]):
+        count = int(starts[k + 1] - starts[k])
+        expected = (table[:, k] >= 0).nonzero().flatten()  # output rows in order
+        assert torch.equal(rows[k, :count].long(), expected)
+        assert torch.equal(others[k, :count].long(), table[expected, k])
 
 
 @pytest.mark.parametrize("kernel", ["loop", "pipelined"])
