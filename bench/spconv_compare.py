@@ -409,23 +409,26 @@ def network_floor(model: MinkUNet, coords: torch.Tensor, feats: torch.Tensor) ->
     from kernels.triton.backend import TritonBackend
 
     totals = {"flops": 0.0, "bytes": 0.0}
-    original = TritonBackend.conv
+    original = TritonBackend.conv_epilogue  # every convolution of the backend goes through it
 
-    def counting(self: TritonBackend, f: torch.Tensor, weight: torch.Tensor, kmap: Any) -> torch.Tensor:
+    def counting(self: TritonBackend, f: torch.Tensor, weight: torch.Tensor, kmap: Any, epilogue: Any
+                 ) -> torch.Tensor:
         table = kmap.output_side().table
         pairs = int((table >= 0).sum())
         cin, cout = weight.shape[1], weight.shape[2]
         totals["flops"] += 2.0 * pairs * cin * cout
         totals["bytes"] += 2.0 * (kmap.n_in * cin + kmap.n_out * cout + weight.shape[0] * cin * cout)
         totals["bytes"] += 4.0 * table.numel()
-        return original(self, f, weight, kmap)
+        return original(self, f, weight, kmap, epilogue)
 
-    TritonBackend.conv = counting  # type: ignore[method-assign]
+    TritonBackend.conv_epilogue = counting  # type: ignore[method-assign]
     try:
         with torch.no_grad():
             model(kernels.SparseTensor(feats, coords))
     finally:
-        TritonBackend.conv = original  # type: ignore[method-assign]
+        TritonBackend.conv_epilogue = original  # type: ignore[method-assign]
+    if totals["flops"] == 0:
+        raise RuntimeError("network_floor: no convolution went through TritonBackend.conv_epilogue")
     totals["floor_us"] = 1e6 * max(totals["flops"] / PEAK_FLOPS, totals["bytes"] / PEAK_BYTES)
     return totals
 
