@@ -15,7 +15,7 @@ pairs of all offsets, concatenated offset after offset, are cut into `n_programs
 a program owns (segment, Cin x Cout tile), walks its pairs and flushes one partial sum per offset
 it touches. An offset wholly inside one segment is stored straight into dW; the (at most two)
 offsets a segment shares with its neighbours go to a partial buffer that a second kernel sums in
-a fixed order (8 segments' partials per step). Balanced whatever the offsets' sizes (a
+a fixed order (several segments' partials per step). Balanced whatever the offsets' sizes (a
 submanifold centre offset holds every row), no atomics, deterministic.
 """
 
