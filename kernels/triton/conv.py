@@ -56,7 +56,7 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
 def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
     """Cin x Cout tile, pairs per step, warps, programs per multiprocessor and fixup rows of the
     weight gradient (16-bit: 128 pairs per step measured best for every MinkUNet call; 32 fixup rows
-    from 6 tiles on, where they saved 5-25 % per call, bench/results/conv_tuning_wgrad.json)."""
+    from 6 tiles on, where they saved 5-26 % per call, bench/results/conv_tuning_wgrad.json)."""
     block_i, block_o = _pow2(c_in, 16, 64), _pow2(c_out, 16, 64)
     tiles = triton.cdiv(c_in, block_i) * triton.cdiv(c_out, block_o)
     return {"BLOCK_I": block_i, "BLOCK_O": block_o, "BLOCK_P": 128 if wide else 32, "num_warps": 4,
