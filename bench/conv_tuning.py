@@ -68,6 +68,11 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
             out[f"{name} n64"] = {**out[name], "BLOCK_N": 64}
     if block_k > 32:
         out["pipe m64 w4 k32"] = {**out["pipe m64 w4"], "BLOCK_K": 32}
+    if c_out > 128:  # every output channel in one tile: each gathered row is loaded once
+        for block_m in (64, 128):
+            for stages in (0, 2, 3):
+                out[f"{'pipe' if stages else 'loop'}{stages or ''} m{block_m} w8 n256"] = {
+                    "BLOCK_M": block_m, "BLOCK_N": 256, "BLOCK_K": block_k, "num_warps": 8, "STAGES": stages}
     return out
 
 
@@ -85,6 +90,12 @@ def wgrad_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
         for per_sm in (2, 4):
             out[f"sm{per_sm} p64 w8 i128"] = {"BLOCK_I": 128, "BLOCK_O": 128, "BLOCK_P": 64, "num_warps": 8,
                                              "programs_per_sm": per_sm}
+    if c_in >= 128 and c_out > 128:  # wide tiles: each pair's rows read by fewer programs
+        for block_i, block_o, block_p in ((64, 256, 64), (64, 256, 128), (128, 256, 64)):
+            for per_sm in (1, 2):
+                out[f"sm{per_sm} p{block_p} w8 i{block_i} o{block_o}"] = {
+                    "BLOCK_I": block_i, "BLOCK_O": block_o, "BLOCK_P": block_p, "num_warps": 8,
+                    "programs_per_sm": per_sm}
     for rows in (4, 8, 16, 32):  # rows of a tile per fixup program
         if rows <= block_i and rows != default["fixup_rows"]:
             out[f"default fixup{rows}"] = {**default, "fixup_rows": rows}
@@ -167,7 +178,9 @@ def describe(call: dict[str, Any]) -> dict[str, Any]:
     args = call["args"]
     if call["direction"] == "weight_grad":
         x, dy, kmap, volume = args
-        return {"rows": int(kmap.n_out), "c_in": x.shape[1], "c_out": dy.shape[1], "K": volume}
+        # rows of the offset lists, as weight_grad_config sees them
+        rows = int(kmap.offset_lists()[0].shape[1])
+        return {"rows": rows, "c_in": x.shape[1], "c_out": dy.shape[1], "K": volume}
     x, weight, side, transpose = args
     c_in, c_out = (weight.shape[2], weight.shape[1]) if transpose else (weight.shape[1], weight.shape[2])
     return {"rows": int(side.table.shape[0]), "c_in": c_in, "c_out": c_out, "K": weight.shape[0],
@@ -179,7 +192,8 @@ def tune(label: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for call in calls:
         info = describe(call)
         if call["direction"] == "weight_grad":
-            default = triton_conv.weight_grad_config(info["c_in"], info["c_out"], True)
+            default = triton_conv.weight_grad_config(info["c_in"], info["c_out"], True, info["rows"],
+                                                     info["K"])
             candidates = wgrad_candidates(info["c_in"], info["c_out"])
         else:
             default = triton_conv.gemm_config(info["c_in"], info["c_out"], True, info["rows"], info["K"])
@@ -228,6 +242,8 @@ def main() -> None:
     parser.add_argument("--inputs", default="nuscenes@5cm,dense64@5cm")
     parser.add_argument("--inference", action="store_true", help="the calls of a batch-1 inference")
     parser.add_argument("--directions", default="forward,input_grad,weight_grad", help="which calls to tune")
+    parser.add_argument("--min-channels", type=int, default=0,
+                        help="tune only calls with this many input or output channels or more")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
@@ -245,7 +261,8 @@ def main() -> None:
         torch.manual_seed(0)
         model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
         calls = [call for call in record_calls(model, coords, feats, args.inference)
-                 if call["direction"] in args.directions.split(",")]
+                 if call["direction"] in args.directions.split(",")
+                 and max(describe(call)["c_in"], describe(call)["c_out"]) >= args.min_channels]
         rows = tune(label, calls)
         results["inputs"][label] = {"voxels": int(coords.shape[0]), "calls": rows, "totals": totals(rows)}
         for direction, t in results["inputs"][label]["totals"].items():

@@ -19,11 +19,13 @@ _IMPLICIT_GEMM_COMPACT = Launcher(ck.implicit_gemm_compact_kernel)
 _WEIGHT_GRAD = Launcher(ck.weight_grad_kernel)
 _WEIGHT_GRAD_FIXUP = Launcher(ck.weight_grad_fixup_kernel)
 # Rows of a weight-gradient tile per fixup program (every BLOCK_I is a multiple); it adds
-# _FIXUP_ELEMENTS // rows partials per step. A submanifold centre offset spans about a third of the
-# segments: with 16 rows and 8 partials per step the fixup of a 32-channel layer waited out a dozen
-# dependent loads (~20 us per call).
+# _FIXUP_ELEMENTS // (rows * max(BLOCK_O, 64)) partials per step (one [partials, rows, BLOCK_O]
+# load; wider tiles take fewer). A submanifold centre offset spans about a third of the segments:
+# with 16 rows and 8 partials per step the fixup of a 32-channel layer waited out a dozen dependent
+# loads (~20 us per call).
 _FIXUP_ROWS = 4  # default; weight_grad_config takes 32 for layers of many tiles
-_FIXUP_ELEMENTS = 128
+_FIXUP_ELEMENTS = 128 * 64
+_WIDE_ROWS = 24576  # from here on, 256-channel layers take 256-channel tiles (gemm_config)
 
 
 def _pow2(n: int, low: int, high: int) -> int:
@@ -44,6 +46,11 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
         return {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 32),
                 "num_warps": 8 if block_n >= 128 else 4}
     config = {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": _pow2(c_in, 16, 64), "num_warps": 4}
+    if c_in >= 256 and c_out % 256 == 0 and volume > 8 and n_rows >= _WIDE_ROWS:
+        # Every output channel in one 128 x 256 tile (8 warps): each gathered row is loaded once.
+        # 5-13 % faster on the dense scan's 256-channel layers, slower on nuScenes' 16k-row ones
+        # (bench/results/conv_tuning_wide.json, _inference.json).
+        return {**config, "BLOCK_M": 128, "BLOCK_N": 256, "num_warps": 8, "STAGES": 0}
     if c_in >= 256:
         # 128-row tiles from 16k rows: they won on the dense scan's 16.5k-row inference layers
         # (bench/results/conv_tuning_inference.json) and tie elsewhere above that.
@@ -53,10 +60,18 @@ def gemm_config(c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int 
     return {**config, "STAGES": 2}
 
 
-def weight_grad_config(c_in: int, c_out: int, wide: bool) -> dict[str, int]:
+def weight_grad_config(
+    c_in: int, c_out: int, wide: bool, n_rows: int = 0, volume: int = 27
+) -> dict[str, int]:
     """Cin x Cout tile, pairs per step, warps, programs per multiprocessor and fixup rows of the
     weight gradient (16-bit: 128 pairs per step measured best for every MinkUNet call; 32 fixup rows
-    from 6 tiles on, where they saved 5-26 % per call, bench/results/conv_tuning_wgrad.json)."""
+    from 6 tiles on, where they saved 5-26 % per call, bench/results/conv_tuning_wgrad.json).
+    n_rows: rows of the map's offset lists."""
+    if wide and c_in >= 256 and c_out % 256 == 0 and volume > 8 and n_rows >= _WIDE_ROWS:
+        # 128 x 256 tiles, one program per multiprocessor: 22-30 % faster on the dense scan's
+        # 256-channel layers (bench/results/conv_tuning_wide.json, _inference.json).
+        return {"BLOCK_I": 128, "BLOCK_O": 256, "BLOCK_P": 64, "num_warps": 8, "programs_per_sm": 1,
+                "fixup_rows": 32}
     block_i, block_o = _pow2(c_in, 16, 64), _pow2(c_out, 16, 64)
     tiles = triton.cdiv(c_in, block_i) * triton.cdiv(c_out, block_o)
     return {"BLOCK_I": block_i, "BLOCK_O": block_o, "BLOCK_P": 128 if wide else 32, "num_warps": 4,
@@ -124,7 +139,7 @@ def weight_grad(
     rows, others, starts, rows_are_out = kmap.offset_lists()
     n_rows = rows.shape[1]
     c_in, c_out = x.shape[1], dy.shape[1]
-    config = dict(config or weight_grad_config(c_in, c_out, x.dtype != torch.float32))
+    config = dict(config or weight_grad_config(c_in, c_out, x.dtype != torch.float32, n_rows, volume))
     programs_per_sm = config.pop("programs_per_sm", 2)
     fixup_rows = min(config.pop("fixup_rows", _FIXUP_ROWS), config["BLOCK_I"])
     block_i, block_o, block_p = config["BLOCK_I"], config["BLOCK_O"], config["BLOCK_P"]
@@ -150,7 +165,7 @@ def weight_grad(
         (volume, tiles * (block_i // fixup_rows)),
         starts, out, partial, programs, c_in, c_out, tiles_out,
         K=volume, BLOCK_I=block_i, BLOCK_O=block_o, BLOCK_P=block_p, ROWS=fixup_rows,
-        CHUNK=_FIXUP_ELEMENTS // fixup_rows, num_warps=4,
+        CHUNK=max(1, _FIXUP_ELEMENTS // (fixup_rows * max(block_o, 64))), num_warps=4,
     )
     return out
 

@@ -95,6 +95,23 @@ def test_triton_matches_fp64_reference(op: str, precision: str, cin: int, cout: 
         assert _relative_error(got[0], ref[0]) > 1e-6
 
 
+def test_wide_layer_configs_match_fp64() -> None:
+    """256 channels on enough rows that the default configs take 128 x 256 tiles (implicit GEMM,
+    8 warps) and 128 x 256 weight-gradient tiles: forward and both gradients against fp64."""
+    from kernels.triton import conv as triton_conv
+
+    coords = _random_coords(30000, 30, seed=9)
+    rows = coords.shape[0]
+    assert triton_conv.gemm_config(256, 256, True, rows, 27)["BLOCK_N"] == 256
+    assert triton_conv.weight_grad_config(256, 256, True, rows, 27)["BLOCK_O"] == 256
+    ref = _run("subm", "reference", torch.float64, coords, 256, 256, seed=4)
+    _poison_allocator()
+    got = _run("subm", "triton", torch.float16, coords, 256, 256, seed=4)
+    for name, g, r in zip(("forward", "input grad", "weight grad"), got[:3], ref[:3], strict=True):
+        error = _relative_error(g, r)
+        assert error < TOLERANCE["fp16"], f"{name}: relative error {error:.2e}"
+
+
 @pytest.mark.parametrize(("op", "size", "stride"), [("subm", 3, 1), ("down", 2, 2), ("down", 3, 2)])
 def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int) -> None:
     from kernels.coords import downsample_coords
@@ -134,9 +151,10 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
 
 @pytest.mark.parametrize("kernel", ["loop", "pipelined"])
 @pytest.mark.parametrize(("op", "cin", "cout"), [("subm", 32, 32), ("subm", 256, 96), ("down", 96, 128)])
-@pytest.mark.parametrize(("block_m", "warps"), [(32, 4), (64, 4), (128, 4)])
+@pytest.mark.parametrize(("block_m", "warps", "block_n"),
+                         [(32, 4, 64), (64, 4, 64), (128, 4, 64), (128, 8, 256)])
 def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int, cout: int, block_m: int,
-                                                 warps: int) -> None:
+                                                 warps: int, block_n: int) -> None:
     """Both implicit-GEMM kernels (the tuned configs pick either), forward and input gradient
     (submanifold: the flipped table), several Cin chunks, against fp64 sums over the table; the
     forward also with an eval-mode BatchNorm and ReLU applied before the store."""
@@ -152,7 +170,7 @@ def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int,
     x = torch.randn(kmap.n_in, cin, device="cuda", generator=generator).half()
     dy = torch.randn(kmap.n_out, cout, device="cuda", generator=generator).half()
     weight = (torch.randn(size**3, cin, cout, device="cuda", generator=generator) / cin**0.5).half()
-    config = {"BLOCK_M": block_m, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": warps,
+    config = {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": 64, "num_warps": warps,
               "STAGES": 3 if kernel == "pipelined" else 0}
     table = kmap.output_side().table.long()
     ref_y = torch.zeros(kmap.n_out, cout, dtype=torch.float64, device="cuda")
