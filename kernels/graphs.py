@@ -23,6 +23,7 @@ normalises over the real rows and zeroes the rest; labels of padding rows are `i
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from kernels.coords import downsample_coords
 from kernels.tensor import SparseTensor, Stride, TensorCache
 
 if TYPE_CHECKING:  # Triton may be missing (CPU installs): imported where used
-    from kernels.triton.kmap import SortedLevels
+    from kernels.triton.kmap import PaddedLevels, SortedLevels
 
 PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding voxels live there
 PAD_SPACING = 8
@@ -79,6 +80,7 @@ class PaddedScan:
     keys: sorted int64 keys of every stride, for the Triton maps (`with_keys`); input_order: the row
     of each sorted key of the first stride (its rows are not in key order).
     masks: per stride, (row mask [cap, 1], real row count) for BatchNorm in training.
+    levels: with keys, the flat buffers behind coords, keys and masks, that one launch fills.
     """
 
     feats: torch.Tensor
@@ -88,6 +90,7 @@ class PaddedScan:
     input_order: torch.Tensor | None = None
     masks: dict[Stride, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     labels: torch.Tensor | None = None
+    levels: PaddedLevels | None = None
 
     @classmethod
     def allocate(
@@ -99,28 +102,53 @@ class PaddedScan:
         device = feats.device
         first = next(iter(sizes))
         caps = {stride: bucket(n, granularity) for stride, n in sizes.items()}
+        starts = dict(zip(caps, itertools.accumulate(caps.values(), initial=0), strict=False))
+        total = sum(caps.values())
+        coords = torch.empty(total, 4, dtype=torch.int32, device=device)
         scan = cls(
             torch.empty(caps[first], feats.shape[1], dtype=feats.dtype, device=device),
-            {s: torch.empty(cap, 4, dtype=torch.int32, device=device) for s, cap in caps.items()},
+            {s: coords[starts[s]: starts[s] + cap] for s, cap in caps.items()},
             # `load` copies padding from these; keyed scans (`load_levels`) write it in the kernel
             {} if with_keys else {s: padding_coords(granularity, s == first, device) for s in caps},
         )
         if labels is not None:
             scan.labels = torch.empty(caps[first], dtype=labels.dtype, device=device)
-        for stride, cap in caps.items():
+        # count[l, 0]: each level's real rows, 0-dim float64 (exact, and it does not promote the
+        # features), 16 bytes apart (aligned, as Triton specialises pointers on that).
+        mask = torch.empty(total, 1, device=device) if with_masks else None
+        count = torch.empty(len(caps), 2, dtype=torch.float64, device=device) if with_masks else None
+        keys = torch.empty(total, dtype=torch.int64, device=device) if with_keys else None
+        for level, (stride, cap) in enumerate(caps.items()):
             scan.coords[stride]._weak3d_range_ok = True  # type: ignore[attr-defined]
-            if with_masks:
-                # A 0-dim float64 count keeps its exactness without promoting the features.
-                scan.masks[stride] = (torch.empty(cap, 1, device=device),
-                                      torch.empty((), dtype=torch.float64, device=device))
-            if with_keys:
+            rows = slice(starts[stride], starts[stride] + cap)
+            if mask is not None and count is not None:
+                scan.masks[stride] = (mask[rows], count[level, 0])
+            if keys is not None:
                 # Padded keys stay sorted: the padding holds the largest batch, in x order.
-                scan.keys[stride] = torch.empty(cap, dtype=torch.int64, device=device)
+                scan.keys[stride] = keys[rows]
                 order = None
                 if stride == first:
                     scan.input_order = order = torch.empty(cap, dtype=torch.int32, device=device)
                 scan.coords[stride]._weak3d_sorted_keys = (scan.keys[stride], order)  # type: ignore[attr-defined]
+        if keys is not None and scan.input_order is not None:
+            from kernels.triton.kmap import PaddedLevels
+
+            table = torch.tensor([[starts[s], cap] for s, cap in caps.items()], dtype=torch.int64,
+                                 device=device)
+            scan.levels = PaddedLevels(table, coords, keys, scan.input_order, scan.feats, scan.labels, mask,
+                                       count, PAD_BATCH, PAD_SPACING)
         return scan
+
+    def load_levels(
+        self, feats: torch.Tensor, coords: torch.Tensor, levels: SortedLevels,
+        labels: torch.Tensor | None = None, ignore_index: int = -100,
+    ) -> None:
+        """Copy one scan in from its sorted levels (Triton maps, `with_keys`; level i = stride i):
+        one launch writes every stride's real rows, padding, sorted keys and row mask, and the
+        features and labels (no host sync)."""
+        if self.levels is None:
+            raise ValueError("PaddedScan.load_levels: the scan was allocated without keys (use load)")
+        levels.fill_all(self.levels, coords, feats, labels, ignore_index)
 
     def _load_rows(self, feats: torch.Tensor, labels: torch.Tensor | None, ignore_index: int) -> None:
         n = feats.shape[0]
@@ -129,23 +157,6 @@ class PaddedScan:
         if self.labels is not None and labels is not None:
             self.labels[:n].copy_(labels)
             self.labels[n:].fill_(ignore_index)
-
-    def load_levels(
-        self, feats: torch.Tensor, coords: torch.Tensor, levels: SortedLevels,
-        labels: torch.Tensor | None = None, ignore_index: int = -100,
-    ) -> None:
-        """Copy one scan in from its sorted levels (Triton maps, `with_keys`; level i = stride i):
-        one launch per stride writes real rows, padding, sorted keys and row mask (no host sync)."""
-        if self.input_order is None:
-            raise ValueError("PaddedScan.load_levels: the scan was allocated without keys (use load)")
-        self._load_rows(feats, labels, ignore_index)
-        strides = list(self.coords)
-        mask, count = self.masks.get(strides[0], (None, None))
-        levels.fill_input(0, coords, self.coords[strides[0]], self.keys[strides[0]], self.input_order, mask,
-                          count, 0, PAD_BATCH, PAD_SPACING)
-        for level, stride in enumerate(strides[1:], start=1):
-            mask, count = self.masks.get(stride, (None, None))
-            levels.fill(level, self.coords[stride], self.keys[stride], mask, count, 3, PAD_BATCH, PAD_SPACING)
 
     def load(
         self, feats: torch.Tensor, coords: dict[Stride, torch.Tensor], labels: torch.Tensor | None = None,

@@ -40,6 +40,10 @@ _RARITY_KEYS = Launcher(kk.rarity_keys_kernel)
 _COUNT_PAIRS = Launcher(kk.count_pairs_kernel)
 _WRITE_PAIRS = Launcher(kk.write_pairs_kernel)
 _FILL_LEVEL = Launcher(kk.fill_level_kernel)
+_PACK_LEVELS = Launcher(kk.pack_levels_kernel)
+_RUN_STARTS = Launcher(kk.run_starts_kernel)
+_FILL_LEVELS = Launcher(kk.fill_levels_kernel)
+_STRIDES: dict[tuple[tuple[Stride, ...], torch.device], torch.Tensor] = {}  # on the device, per list
 
 
 def _grid(n: int) -> tuple[int]:
@@ -130,26 +134,38 @@ class SortedLevels:
     bases: list[int]
 
     def fill(self, level: int, coords: torch.Tensor, keys: torch.Tensor | None = None,
-             mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
              pad_x0: int = 0, pad_batch: int = 0, pad_spacing: int = 8) -> None:
         """Write a down-sampled level into `coords` [cap, 4] (and its sorted keys into `keys`) in
         one launch: the distinct voxels in key order, then `cap - counts[level]` padding voxels
-        (pad_batch, pad_x0 + pad_spacing * j, 0, 0), past every real key. With `mask` [cap, 1]
-        (float32) and `count` (0-dim float64): mask = 1 on the real rows and 0 after, count = the
-        real rows."""
-        _fill(coords, self.counts[level], self.keys[level], runs=self.runs[level],
-              run_base=self.bases[level], n=self.keys.shape[1], keys=keys, mask=mask, count_out=count,
-              pads=(pad_x0, pad_batch, pad_spacing))
+        (pad_batch, pad_x0 + pad_spacing * j, 0, 0), past every real key."""
+        cap, count, n = coords.shape[0], self.counts[level], self.keys.shape[1]
+        if cap < count:
+            raise ValueError(f"fill: {count} rows do not fit a buffer of {cap}")
+        if max(n, cap):
+            _FILL_LEVEL(_grid(max(n, cap)), self.keys[level], self.runs[level], coords,
+                        coords if keys is None else keys, n, count, cap, self.bases[level], pad_x0,
+                        pad_batch, WITH_KEYS=keys is not None, PAD_SPACING=pad_spacing, BLOCK=_BLOCK)
 
-    def fill_input(self, level: int, real: torch.Tensor, coords: torch.Tensor, keys: torch.Tensor,
-                   order: torch.Tensor, mask: torch.Tensor | None = None, count: torch.Tensor | None = None,
-                   pad_x0: int = 0, pad_batch: int = 0, pad_spacing: int = 8) -> None:
-        """Write the level of stride 1 (its voxels `real`, all distinct) into `coords` in row order,
-        with padding as in `fill`, and its sorted keys and their rows into `keys` and `order`
-        (int32): what `sorted_keys` would compute for `coords`, without a sort."""
-        _fill(coords, real.shape[0], real.contiguous(), sorted_keys=self.keys[level],
-              order=self.order[level], keys=keys, order_out=order, mask=mask, count_out=count,
-              pads=(pad_x0, pad_batch, pad_spacing))
+    def fill_all(self, padded: PaddedLevels, coords: torch.Tensor, feats: torch.Tensor,
+                 labels: torch.Tensor | None = None, ignore_index: int = -100) -> None:
+        """Write every level into the flat buffers of `padded` in one launch (no host values: the
+        counts are read from `runs` on the device). Level 0 is the input (`coords`, distinct voxels,
+        with `feats` and `labels`) in row order; see kmap_kernels.fill_levels_kernel."""
+        n, (cap, width) = self.keys.shape[1], padded.feats.shape
+        if n > cap or feats.shape != (n, width) or feats.dtype != padded.feats.dtype:
+            raise ValueError(f"fill_all: features {tuple(feats.shape)} {feats.dtype} do not fit "
+                             f"{(cap, width)} {padded.feats.dtype}")
+        with_labels = labels is not None and padded.labels is not None
+        with_mask = padded.mask is not None and padded.count is not None
+        _FILL_LEVELS(
+            (triton.cdiv(cap, _BLOCK), self.keys.shape[0]),
+            coords.contiguous(), feats.contiguous(), labels if with_labels else feats, self.keys, self.order,
+            self.runs, padded.table, padded.coords, padded.keys, padded.order, padded.feats,
+            padded.labels if with_labels else feats, padded.mask if with_mask else feats,
+            padded.count if with_mask else feats, n, width, ignore_index, padded.pad_batch,
+            WITH_LABELS=with_labels, WITH_MASK=with_mask, PAD_SPACING=padded.pad_spacing, BLOCK=_BLOCK,
+            BLOCK_C=triton.next_power_of_2(max(width, 1)),
+        )
 
     def level(self, level: int) -> torch.Tensor:
         """The distinct coordinates of one stride, sorted, as `downsample_coords` returns them."""
@@ -160,58 +176,55 @@ class SortedLevels:
         return _keyed(coords, keys)
 
 
+@dataclass
+class PaddedLevels:
+    """Flat buffers that `SortedLevels.fill_all` writes every level into (kernels.graphs.PaddedScan
+    keeps per-stride views of them): coords [R, 4], keys [R], mask [R, 1] (float32; None: no
+    masks), count [L, 2] (float64; count[l, 0] = real rows of level l); feats, labels and order
+    (int32): level 0's. table [L, 2] int64: each level's first row in the flat buffers, its capacity."""
+
+    table: torch.Tensor
+    coords: torch.Tensor
+    keys: torch.Tensor
+    order: torch.Tensor
+    feats: torch.Tensor
+    labels: torch.Tensor | None
+    mask: torch.Tensor | None
+    count: torch.Tensor | None
+    pad_batch: int
+    pad_spacing: int
+
+
 def sort_levels(coords: torch.Tensor, strides: list[Stride], batch_limit: int) -> SortedLevels:
     """The keys of `coords` at every stride, sorted, with the range check, in one host sync.
 
-    Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); one batched
-    sort for all of them, and only the counts (and the range) go to the host, together.
+    Each level comes straight from `coords` (floor(floor(c / a) / b) = floor(c / ab)); one launch
+    packs every level, one batched sort, one launch marks and counts the runs of equal keys, and
+    only the counts (and the range flag) go to the host, together.
     """
     n, n_levels = coords.shape[0], len(strides)
     keys = torch.empty(n_levels, n, dtype=torch.int64, device=coords.device)
     if n == 0:
         return SortedLevels(keys, keys.clone(), keys.clone(), [0] * n_levels, [0] * n_levels)
     coords = coords.contiguous()
-    outside = torch.zeros(1, dtype=torch.int32, device=coords.device)
-    for level, stride in enumerate(strides):  # the first also checks the range
-        _PACK(_grid(n), coords, keys[level], outside, n, *stride, kk.BIAS - _REACH, batch_limit,
-              CHECK=level == 0, BLOCK=_BLOCK)
+    cached = (tuple(strides), coords.device)
+    if cached not in _STRIDES:
+        _STRIDES[cached] = torch.tensor(strides, dtype=torch.int32, device=coords.device)
+    info = torch.zeros(1 + n_levels, dtype=torch.int64, device=coords.device)  # range flag, counts
+    grid = (triton.cdiv(n, _BLOCK), n_levels)
+    _PACK_LEVELS(grid, coords, keys, info, _STRIDES[cached], n, kk.BIAS - _REACH, batch_limit, BLOCK=_BLOCK)
     keys, order = torch.sort(keys, dim=1)
-    first = torch.ones_like(keys, dtype=torch.bool)
-    torch.ne(keys[:, 1:], keys[:, :-1], out=first[:, 1:])
+    first = torch.empty_like(keys)
+    _RUN_STARTS(grid, keys, first, info, n, BLOCK=_BLOCK)
     runs = torch.cumsum(first.view(-1), dim=0).view(n_levels, n)  # one flat scan: counts run on
-    host = torch.cat([outside.to(torch.int64), runs[:, -1]]).tolist()  # the one sync
+    host = info.tolist()  # the one sync
     if host[0]:
         _raise_out_of_range(torch.stack(coords.aminmax(dim=0)).tolist(), batch_limit)
     if batch_limit <= kk.BATCH_LIMIT:
         coords._weak3d_range_ok = True  # type: ignore[attr-defined]
-    ends = host[1:]
-    bases = [0, *ends[:-1]]
-    return SortedLevels(keys, order, runs, [end - base for end, base in zip(ends, bases, strict=True)], bases)
-
-
-def _fill(coords: torch.Tensor, count: int, src: torch.Tensor, *, runs: torch.Tensor | None = None,
-          run_base: int = 0, n: int = 0, sorted_keys: torch.Tensor | None = None,
-          order: torch.Tensor | None = None, keys: torch.Tensor | None = None,
-          order_out: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-          count_out: torch.Tensor | None = None, pads: tuple[int, int, int] = (0, 0, 8)) -> None:
-    """One launch of fill_level_kernel: from sorted keys (`runs` given) or a copy of `src` rows."""
-    cap = coords.shape[0]
-    if cap < count:
-        raise ValueError(f"fill: {count} rows do not fit a buffer of {cap}")
-    if max(n, cap) == 0:
-        return
-    if (mask is None) != (count_out is None):
-        raise ValueError("fill: give both the row mask and the count tensor, or neither")
-    from_keys = runs is not None
-    if not from_keys and keys is not None and (sorted_keys is None or order is None or order_out is None):
-        raise ValueError("fill: rows copied with keys need the sorted keys, their order and an order buffer")
-    pad_x0, pad_batch, pad_spacing = pads
-    _FILL_LEVEL(_grid(max(n, cap)), src, runs if from_keys else (src if sorted_keys is None else sorted_keys),
-                src if order is None else order, coords, coords if keys is None else keys,
-                coords if order_out is None else order_out, coords if mask is None else mask,
-                coords if count_out is None else count_out, n, count, cap, run_base, pad_x0, pad_batch,
-                FROM_KEYS=from_keys, WITH_KEYS=keys is not None, WITH_MASK=mask is not None,
-                PAD_SPACING=pad_spacing, BLOCK=_BLOCK)
+    counts = host[1:]
+    bases = [sum(counts[:level]) for level in range(n_levels)]
+    return SortedLevels(keys, order, runs, counts, bases)
 
 
 @dataclass

@@ -30,6 +30,28 @@ def pack_keys_kernel(coords_ptr, keys_ptr, flag_ptr, n, sx, sy, sz, limit, batch
     [0, batch_limit): the keys would not hold it.
     """
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    _pack_rows(coords_ptr, keys_ptr, flag_ptr, rows, n, sx, sy, sz, limit, batch_limit, CHECK)
+
+
+@triton.jit(do_not_specialize=["n"])
+def pack_levels_kernel(coords_ptr, keys_ptr, flag_ptr, strides_ptr, n, limit, batch_limit,
+                       BLOCK: tl.constexpr):
+    """pack_keys_kernel for every level at once: keys [L, n], level l = program_id(1) at the
+    stride strides[l] (int32 [L, 3]); level 0 also checks the range (flag: int64, zeroed)."""
+    level = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    sx = tl.load(strides_ptr + level * 3).to(tl.int64)
+    sy = tl.load(strides_ptr + level * 3 + 1).to(tl.int64)
+    sz = tl.load(strides_ptr + level * 3 + 2).to(tl.int64)
+    keys_ptr += level.to(tl.int64) * n
+    if level == 0:
+        _pack_rows(coords_ptr, keys_ptr, flag_ptr, rows, n, sx, sy, sz, limit, batch_limit, True)
+    else:
+        _pack_rows(coords_ptr, keys_ptr, flag_ptr, rows, n, sx, sy, sz, limit, batch_limit, False)
+
+
+@triton.jit
+def _pack_rows(coords_ptr, keys_ptr, flag_ptr, rows, n, sx, sy, sz, limit, batch_limit, CHECK: tl.constexpr):
     ok = rows < n
     base = coords_ptr + rows.to(tl.int64) * 4
     b = tl.load(base, mask=ok, other=0).to(tl.int64)
@@ -39,7 +61,7 @@ def pack_keys_kernel(coords_ptr, keys_ptr, flag_ptr, n, sx, sy, sz, limit, batch
     if CHECK:
         outside = (b < 0) | (b >= batch_limit) | (x < -limit) | (x >= limit) | (y < -limit) | (y >= limit)
         outside = ok & (outside | (z < -limit) | (z >= limit))
-        tl.atomic_max(flag_ptr, tl.max(outside.to(tl.int32), axis=0))
+        tl.atomic_max(flag_ptr, tl.max(outside.to(flag_ptr.dtype.element_ty), axis=0))
     # floor division of possibly negative values: shift to non-negative first (truncation and
     # floor then agree on the GPU and in the interpreter).
     shift = 131072
@@ -233,49 +255,116 @@ def sort_table_kernel(
 
 @triton.jit(do_not_specialize=["n", "count", "cap", "run_base"])
 def fill_level_kernel(
-    src_ptr, run_ptr, order_ptr, coords_ptr, keys_ptr, order_out_ptr, mask_ptr, count_ptr, n, count, cap,
-    run_base, pad_x0, pad_batch,
-    FROM_KEYS: tl.constexpr, WITH_KEYS: tl.constexpr, WITH_MASK: tl.constexpr, PAD_SPACING: tl.constexpr,
-    BLOCK: tl.constexpr,
+    src_ptr, run_ptr, coords_ptr, keys_ptr, n, count, cap, run_base, pad_x0, pad_batch,
+    WITH_KEYS: tl.constexpr, PAD_SPACING: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """One stride's rows of a padded scan (kernels.graphs), in one launch.
-
-    Real rows `[0, count)`: FROM_KEYS, the distinct keys of the sorted `src` (n int64 keys; run[i]
-    - run_base = the number of distinct keys among src[:i + 1]), unpacked into coords (and copied
-    to keys); else a copy of the int32 coords `src` [count, 4] and, WITH_KEYS, their sorted keys
-    `run` and the rows of the sorted keys `order` (int64) copied to keys and order_out (int32).
-    Padding rows `[count, cap)`: voxels (pad_batch, pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ...,
-    larger than any real key and in order (order_out: their own rows). WITH_MASK: mask[r] = 1 for
-    real rows, 0 for padding, and count_ptr (0-dim float64) = count.
+    """One down-sampled stride in one launch: its `count` distinct voxels, from the sorted `src`
+    (n int64 keys; run[i] - run_base = the number of distinct keys among src[:i + 1]), unpacked
+    into coords (and copied to keys), then padding rows `[count, cap)`: voxels (pad_batch,
+    pad_x0 + PAD_SPACING * j, 0, 0), j = 0, 1, ..., larger than any real key and in order.
     """
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    if FROM_KEYS:
-        ok = i < n
-        run = tl.load(run_ptr + i, mask=ok, other=0) - run_base
-        previous = tl.load(run_ptr + i - 1, mask=ok & (i > 0), other=run_base) - run_base
-        first = ok & (run != previous)  # the first of a run of equal keys
-        key = tl.load(src_ptr + i, mask=first, other=0)
-        _unpack_store(coords_ptr, run - 1, key, first)
-        if WITH_KEYS:
-            tl.store(keys_ptr + run - 1, key, mask=first)
-    else:
-        ok = i < count
-        for axis in range(4):
-            value = tl.load(src_ptr + i.to(tl.int64) * 4 + axis, mask=ok, other=0)
-            tl.store(coords_ptr + i.to(tl.int64) * 4 + axis, value, mask=ok)
-        if WITH_KEYS:
-            tl.store(keys_ptr + i, tl.load(run_ptr + i, mask=ok, other=0), mask=ok)
-            tl.store(order_out_ptr + i, tl.load(order_ptr + i, mask=ok, other=0).to(tl.int32), mask=ok)
+    _store_distinct(src_ptr, run_ptr, coords_ptr, keys_ptr, i, n, run_base, WITH_KEYS)
     pad = count + i
     pad_ok = pad < cap
+    _store_padding(coords_ptr, keys_ptr, pad, pad_ok, i, pad_x0, pad_batch, WITH_KEYS, PAD_SPACING, BLOCK)
+
+
+@triton.jit
+def _store_distinct(src_ptr, run_ptr, coords_ptr, keys_ptr, i, n, run_base, WITH_KEYS: tl.constexpr):
+    """The distinct keys among the sorted src[i] (the first of each run), unpacked into coords (and
+    copied to keys) at row run[i] - run_base - 1."""
+    ok = i < n
+    run = tl.load(run_ptr + i, mask=ok, other=0) - run_base
+    previous = tl.load(run_ptr + i - 1, mask=ok & (i > 0), other=run_base) - run_base
+    first = ok & (run != previous)  # the first of a run of equal keys
+    key = tl.load(src_ptr + i, mask=first, other=0)
+    _unpack_store(coords_ptr, run - 1, key, first)
+    if WITH_KEYS:
+        tl.store(keys_ptr + run - 1, key, mask=first)
+
+
+@triton.jit
+def _store_padding(coords_ptr, keys_ptr, pad, pad_ok, i, pad_x0, pad_batch, WITH_KEYS: tl.constexpr,
+                   PAD_SPACING: tl.constexpr, BLOCK: tl.constexpr):
+    """Padding voxel i (batch pad_batch, x = pad_x0 + PAD_SPACING * i) into row `pad`."""
     pad_key = _key(tl.full([BLOCK], 0, tl.int64) + pad_batch, pad_x0 + PAD_SPACING * i.to(tl.int64),
                    tl.zeros([BLOCK], tl.int64), tl.zeros([BLOCK], tl.int64))
     _unpack_store(coords_ptr, pad, pad_key, pad_ok)
     if WITH_KEYS:
         tl.store(keys_ptr + pad, pad_key, mask=pad_ok)
-        if not FROM_KEYS:
-            tl.store(order_out_ptr + pad, pad.to(tl.int32), mask=pad_ok)
+
+
+@triton.jit(do_not_specialize=["n"])
+def run_starts_kernel(keys_ptr, first_ptr, info_ptr, n, BLOCK: tl.constexpr):
+    """first[l, i] = 1 where the sorted keys [L, n] of level l = program_id(1) start a run of equal
+    keys, else 0; info[1 + l] += their number (integer atomics: the same sum in any order)."""
+    level = tl.program_id(1)
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = i < n
+    base = level.to(tl.int64) * n
+    key = tl.load(keys_ptr + base + i, mask=ok, other=0)
+    previous = tl.load(keys_ptr + base + i - 1, mask=ok & (i > 0), other=0)
+    first = ok & ((i == 0) | (key != previous))
+    tl.store(first_ptr + base + i, first.to(first_ptr.dtype.element_ty), mask=ok)
+    tl.atomic_add(info_ptr + 1 + level, tl.sum(first.to(tl.int64), axis=0))
+
+
+@triton.jit(do_not_specialize=["n", "c_feats", "ignore_index"])
+def fill_levels_kernel(
+    coords_src_ptr, feats_src_ptr, labels_src_ptr, keys_ptr, order_ptr, runs_ptr, table_ptr,
+    coords_ptr, out_keys_ptr, order_out_ptr, feats_ptr, labels_ptr, mask_ptr, count_ptr,
+    n, c_feats, ignore_index, pad_batch,
+    WITH_LABELS: tl.constexpr, WITH_MASK: tl.constexpr, PAD_SPACING: tl.constexpr, BLOCK: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    """Every stride of a padded scan (kernels.graphs) in one launch; level l = program_id(1).
+
+    table [L, 2] (int64): the level's first row in the flat outputs (coords [R, 4], keys [R],
+    mask [R]) and its capacity. keys, order, runs [L, n]: `SortedLevels` of the n input voxels;
+    level l has runs[l, n - 1] - runs[l - 1, n - 1] distinct keys (read here: no host values).
+    Level 0 (the input, distinct voxels): coords copied in row order, with their sorted keys and
+    the rows of those (order_out, int32), the features [n, c_feats] and (WITH_LABELS) the labels;
+    padding rows get zero features and `ignore_index`. Levels > 0: the distinct keys, unpacked.
+    Padding rows of every level as in fill_level_kernel (x from 0 at level 0, from 3 after).
+    WITH_MASK: mask = 1 on real rows, 0 on padding, and count[l, 0] (float64) = the real rows.
+    """
+    level = tl.program_id(1)
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    row0 = tl.load(table_ptr + level * 2)
+    cap = tl.load(table_ptr + level * 2 + 1)
+    base = level.to(tl.int64) * n
+    end = tl.load(runs_ptr + base + n - 1)
+    start = tl.load(runs_ptr + base - 1, mask=level > 0, other=0)
+    count = end - start
+    coords_ptr += row0 * 4
+    out_keys_ptr += row0
+    if level == 0:
+        ok = i < n
+        rows = i.to(tl.int64)
+        for axis in range(4):
+            value = tl.load(coords_src_ptr + rows * 4 + axis, mask=ok, other=0)
+            tl.store(coords_ptr + rows * 4 + axis, value, mask=ok)
+        tl.store(out_keys_ptr + i, tl.load(keys_ptr + i, mask=ok, other=0), mask=ok)
+        tl.store(order_out_ptr + i, tl.load(order_ptr + i, mask=ok, other=0).to(tl.int32), mask=ok)
+        pad = n + i
+        tl.store(order_out_ptr + pad, pad.to(tl.int32), mask=pad < cap)
+        in_cap = i < cap
+        cols = tl.arange(0, BLOCK_C)
+        f_ok = ok[:, None] & (cols < c_feats)[None, :]
+        f_offsets = rows[:, None] * c_feats + cols[None, :]
+        f = tl.load(feats_src_ptr + f_offsets, mask=f_ok, other=0.0)
+        tl.store(feats_ptr + f_offsets, f, mask=in_cap[:, None] & (cols < c_feats)[None, :])
+        if WITH_LABELS:
+            label = tl.load(labels_src_ptr + i, mask=ok, other=0)
+            tl.store(labels_ptr + i, tl.where(ok, label, ignore_index).to(labels_ptr.dtype.element_ty),
+                     mask=in_cap)
+    else:
+        _store_distinct(keys_ptr + base, runs_ptr + base, coords_ptr, out_keys_ptr, i, n, start, True)
+    pad_x0 = tl.where(level == 0, 0, 3)
+    pad = count + i
+    _store_padding(coords_ptr, out_keys_ptr, pad, pad < cap, i, pad_x0, pad_batch, True, PAD_SPACING, BLOCK)
     if WITH_MASK:
-        tl.store(mask_ptr + i, (i < count).to(tl.float32), mask=i < cap)
+        tl.store(mask_ptr + row0 + i, (i < count).to(tl.float32), mask=i < cap)
         if tl.program_id(0) == 0:
-            tl.store(count_ptr, count.to(tl.float64))
+            tl.store(count_ptr + level * 2, count.to(tl.float64))
