@@ -9,8 +9,9 @@ graph serves every scan whose counts fall into the same buckets:
 * eagerly, per scan: the coordinate range check and the sorted keys of every stride the network
   uses, the input's included (one batched sort; their sizes: one host sync for all of them), then
   one launch per stride that writes its voxels, sorted keys and padding into the graph's buffers;
-* inside the graph: everything else, the kernel maps included (neighbour queries, mask sorts,
-  transposed tables, weight-gradient pair lists), then the network.
+* inside the graph: everything else. First every kernel map the network built in its eager first
+  call (neighbour queries, transposed tables; one sort orders the rows of all their sides), then
+  the network, which finds them cached (and builds its weight-gradient pair lists).
 
 Padding voxels live in batch 511, which real voxels may not use, 8 apart along x (first stride at
 x = 0 mod 8, coarser strides at 3 mod 8), so no padding voxel is a neighbour of any other voxel, at
@@ -39,7 +40,7 @@ from kernels.coords import downsample_coords
 from kernels.tensor import SparseTensor, Stride, TensorCache
 
 if TYPE_CHECKING:  # Triton may be missing (CPU installs): imported where used
-    from kernels.triton.kmap import PaddedLevels, SortedLevels
+    from kernels.triton.kmap import MapPlan, PaddedLevels, SortedLevels
 
 PAD_BATCH = 511  # the largest batch the Triton maps' keys hold; padding voxels live there
 PAD_SPACING = 8
@@ -200,12 +201,29 @@ class _Graphed:
         self.granularity = granularity
         self.max_graphs = max_graphs
         self.strides: list[Stride] | None = None
+        self.plan: MapPlan = []  # the kernel maps the network builds (built together in the graph)
         self.graphs: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
         self.captures = 0
 
     def _graphable(self, x: SparseTensor) -> bool:
         return (x.feats.device.type == "cuda" and get_backend(x.feats.device).name == "triton"
                 and x.stride == (1, 1, 1) and x.coords.shape[0] > 0)
+
+    def _learn(self, x: SparseTensor) -> None:
+        """After an eager call: the strides the network visited and the maps it built."""
+        from kernels.triton.kmap import map_plan
+
+        self.strides = sorted(x._caches.coords, key=math.prod)
+        self.plan = map_plan(x._caches.kmaps)
+
+    def _input(self, scan: PaddedScan) -> SparseTensor:
+        """The padded input, with every planned kernel map built (sorted together: fewer launches
+        than map by map, as the layers would)."""
+        from kernels.triton.kmap import build_planned_maps
+
+        x = scan.tensor()
+        build_planned_maps(x._caches, self.plan)
+        return x
 
     def _levels(self, coords: torch.Tensor) -> tuple[dict[Stride, int], SortedLevels] | None:
         """Voxel counts of every stride and their sorted keys (None: some stride is empty, run eagerly)."""
@@ -276,7 +294,7 @@ class GraphedInference(_Graphed):
             return self.model(x)
         if self.strides is None:  # learn the strides (and compile every kernel) eagerly
             output = _per_voxel(self.model(x), x)
-            self.strides = sorted(x._caches.coords, key=math.prod)
+            self._learn(x)
             return output
         found = self._levels(x.coords)
         if found is None:
@@ -287,7 +305,7 @@ class GraphedInference(_Graphed):
         if entry is None:
             scan = PaddedScan.allocate(x.feats, sizes, self.granularity, with_keys=True, with_masks=False)
             scan.load_levels(x.feats, x.coords, levels)
-            graph, output = self._capture(lambda: self.model(scan.tensor()), x.feats.device)
+            graph, output = self._capture(lambda: self.model(self._input(scan)), x.feats.device)
             entry = (graph, scan, output)
             self._remember(key, entry)
         else:
@@ -344,7 +362,7 @@ class GraphedTrainStep(_Graphed):
             return self._eager(x, labels)
         if self.strides is None:
             loss = self._eager(x, labels)
-            self.strides = sorted(x._caches.coords, key=math.prod)
+            self._learn(x)
             return loss
         found = self._levels(x.coords)
         if found is None:
@@ -359,7 +377,7 @@ class GraphedTrainStep(_Graphed):
 
             def step() -> torch.Tensor:
                 with self._autocast():
-                    loss = self.loss_fn(self.model(scan.tensor()), scan.labels)  # type: ignore[arg-type]
+                    loss = self.loss_fn(self.model(self._input(scan)), scan.labels)  # type: ignore[arg-type]
                 loss.backward()
                 self.optimizer.step()
                 return loss.detach()

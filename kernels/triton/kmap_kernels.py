@@ -218,11 +218,12 @@ def mask_bit_counts_kernel(mask_ptr, counts_ptr, n_rows, K: tl.constexpr, K_POW2
     tl.atomic_add(counts_ptr + ks, tl.sum(bits, axis=0), mask=ks < K)
 
 
-@triton.jit(do_not_specialize=["n_rows"])
-def rarity_keys_kernel(mask_ptr, counts_ptr, keys_ptr, n_rows, K: tl.constexpr, K_POW2: tl.constexpr,
+@triton.jit(do_not_specialize=["n_rows", "high"])
+def rarity_keys_kernel(mask_ptr, counts_ptr, keys_ptr, n_rows, high, K: tl.constexpr, K_POW2: tl.constexpr,
                        BLOCK: tl.constexpr):
     """keys[r] = row r's bitmask with its bits reordered by how many rows have them: the rarest
-    offset becomes the most significant bit, the commonest the least (ties by offset index)."""
+    offset becomes the most significant bit, the commonest the least (ties by offset index); `high`
+    is or-ed in above them (the side's index when several sides are sorted together)."""
     ks = tl.arange(0, K_POW2)
     valid = ks < K
     counts = tl.load(counts_ptr + ks, mask=valid, other=0)
@@ -234,19 +235,23 @@ def rarity_keys_kernel(mask_ptr, counts_ptr, keys_ptr, n_rows, K: tl.constexpr, 
     ok = rows < n_rows
     masks = tl.load(mask_ptr + rows, mask=ok, other=0)
     bits = tl.where(valid[None, :], (masks[:, None] >> ks[None, :]) & 1, 0)
-    tl.store(keys_ptr + rows, tl.sum(bits << rank[None, :], axis=1), mask=ok)
+    keys = tl.sum(bits << rank[None, :], axis=1) | high
+    tl.store(keys_ptr + rows, keys.to(keys_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.jit(do_not_specialize=["n_rows"])
+@triton.jit(do_not_specialize=["n_rows", "base"])
 def sort_table_kernel(
-    table_ptr, perm_ptr, mask_ptr, sorted_table_ptr, sorted_mask_ptr, n_rows,
+    table_ptr, perm_ptr, mask_ptr, sorted_table_ptr, sorted_mask_ptr, perm_out_ptr, n_rows, base,
     K: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """sorted_table[k, s] = table[perm[s], k] and sorted_mask[s] = mask[perm[s]]: the implicit
-    GEMM's layout, where a tile's column of neighbours is one contiguous load."""
+    """With rows = perm[base + s] - base (perm: a sort of several sides' keys, this side's at
+    [base, base + n_rows)): perm_out[s] = rows (int32), sorted_table[k, s] = table[rows, k] and
+    sorted_mask[s] = mask[rows]: the implicit GEMM's layout, where a tile's column of neighbours is
+    one contiguous load."""
     slots = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = slots < n_rows
-    rows = tl.load(perm_ptr + slots, mask=ok, other=0).to(tl.int64)
+    rows = tl.load(perm_ptr + base + slots, mask=ok, other=base).to(tl.int64) - base
+    tl.store(perm_out_ptr + slots, rows.to(tl.int32), mask=ok)
     tl.store(sorted_mask_ptr + slots, tl.load(mask_ptr + rows, mask=ok, other=0), mask=ok)
     for k in range(K):
         tl.store(sorted_table_ptr + k * n_rows + slots, tl.load(table_ptr + rows * K + k, mask=ok, other=-1),
