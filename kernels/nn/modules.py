@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -68,9 +69,13 @@ class ConvSequential(nn.Sequential):
     its own, the convolution applies it (and its fused ReLU) to its fp32 sums before the store
     (`kernels.epilogue`): one kernel and one pass over the output fewer per layer. Otherwise, and
     in training, exactly `nn.Sequential`.
+
+    `residual` (a residual block's shortcut, on the output's voxels): returns relu(output +
+    residual); when the sequence ends in such a pair, inside its convolution's epilogue too.
     """
 
-    def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
+    def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
+                ) -> SparseTensor:
         from kernels.epilogue import NormEpilogue
         from kernels.nn.conv import Conv3d
 
@@ -82,12 +87,19 @@ class ConvSequential(nn.Sequential):
             if (isinstance(module, Conv3d) and isinstance(following, BatchNorm) and module.bias is None
                     and not following._forward_hooks and not following._forward_pre_hooks
                     and _fused_inference(following, input.feats)):
-                input = module(input, epilogue=NormEpilogue.of(following, following.fused_relu))
+                epilogue = NormEpilogue.of(following, following.fused_relu)
+                last = i + 2 == len(modules)
+                if (last and residual is not None and not following.fused_relu
+                        and residual.feats.dtype == input.feats.dtype):
+                    out = module(input, epilogue=replace(epilogue, residual=residual.feats, relu=True))
+                    out.check_same_voxels(residual)
+                    return out
+                input = module(input, epilogue=epilogue)
                 i += 2
             else:
                 input = module(input)
                 i += 1
-        return input
+        return input if residual is None else add_relu(input, residual)
 
 
 def _fused_inference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:

@@ -85,7 +85,8 @@ def implicit_gemm(
     """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T).
 
     config: tile shape, warps and STAGES (> 0: the pipelined compact kernel), default gemm_config.
-    epilogue: an eval-mode BatchNorm (and ReLU) applied to the fp32 sums before the store.
+    epilogue: an eval-mode BatchNorm (and a residual sum, and ReLU) applied to the fp32 sums before
+    the store.
     """
     n_rows, volume = side.table.shape
     if transpose_weight:
@@ -101,11 +102,17 @@ def implicit_gemm(
     stages = config.pop("STAGES", 0)
     grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]))
     precision = settings.dot_precision(x.dtype)
+    residual = None if epilogue is None else epilogue.residual
     if epilogue is None:
-        norm: tuple[Any, ...] = (y, y, y, y, 0.0)  # unread
+        norm: tuple[Any, ...] = (y, y, y, y, 0.0, y)  # unread
     else:
-        norm = (epilogue.running_mean, epilogue.running_var, epilogue.weight, epilogue.bias, epilogue.eps)
-    flags = {"NORMALISE": epilogue is not None, "RELU": epilogue is not None and epilogue.relu}
+        if residual is not None and (residual.shape != y.shape or residual.dtype != y.dtype):
+            raise ValueError(f"conv epilogue: residual {tuple(residual.shape)} {residual.dtype} does not "
+                             f"match the output {tuple(y.shape)} {y.dtype}")
+        norm = (epilogue.running_mean, epilogue.running_var, epilogue.weight, epilogue.bias, epilogue.eps,
+                y if residual is None else residual.contiguous())
+    flags = {"NORMALISE": epilogue is not None, "RESIDUAL": residual is not None,
+             "RELU": epilogue is not None and epilogue.relu}
     if side.sorted_table is not None and stages:
         _IMPLICIT_GEMM_COMPACT(
             grid,

@@ -48,27 +48,31 @@ def _gather_dot(acc, index, x_ptr, w_ptr, c_in, stride_wi, stride_wo, cols, col_
 
 @triton.jit
 def _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, weight_ptr, bias_ptr, eps,
-                NORMALISE: tl.constexpr, RELU: tl.constexpr):
-    """y[rows] = acc; with NORMALISE, an eval-mode BatchNorm (running statistics) first, and with
-    RELU max(., 0): the arithmetic of batchnorm._inference_kernel, on the fp32 sums."""
+                res_ptr, NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr):
+    """y[rows] = acc; with NORMALISE, an eval-mode BatchNorm (running statistics) first, then with
+    RESIDUAL + res[rows], and with RELU max(., 0): the arithmetic of batchnorm._inference_kernel
+    and of a residual block's end, on the fp32 sums."""
+    out = rows[:, None] * c_out + cols[None, :]
+    ok = row_ok[:, None] & col_ok[None, :]
     if NORMALISE:
         var = tl.load(var_ptr + cols, mask=col_ok, other=1.0).to(tl.float32)
         scale = tl.load(weight_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) / tl.sqrt(var + eps)
         shift = (tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
                  - tl.load(mean_ptr + cols, mask=col_ok, other=0.0).to(tl.float32) * scale)
         acc = acc * scale[None, :] + shift[None, :]
+        if RESIDUAL:
+            acc += tl.load(res_ptr + out, mask=ok, other=0.0).to(tl.float32)
         if RELU:
             acc = tl.maximum(acc, 0.0)
-    out = y_ptr + rows[:, None] * c_out + cols[None, :]
-    tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
-    K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
-    NORMALISE: tl.constexpr, RELU: tl.constexpr,
+    res_ptr, K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """y[rows] = sum_k x[table[k, slot]] @ W[k] (table entry -1: no neighbour).
@@ -106,15 +110,15 @@ def implicit_gemm_kernel(
                 acc = _gather_dot(acc, index, x_ptr, w_ptr + k * stride_wk, c_in, stride_wi, stride_wo,
                                   cols, col_ok, PRECISION, BLOCK_K)
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
-                eps, NORMALISE, RELU)
+                eps, res_ptr, NORMALISE, RESIDUAL, RELU)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_compact_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
-    K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
-    NORMALISE: tl.constexpr, RELU: tl.constexpr,
+    res_ptr, K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
     """The SORTED implicit GEMM as one flat loop over (present offset, Cin chunk) that Triton can
@@ -155,7 +159,7 @@ def implicit_gemm_compact_kernel(
                     mask=ck_ok[:, None] & col_ok[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=PRECISION)
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
-                eps, NORMALISE, RELU)
+                eps, res_ptr, NORMALISE, RESIDUAL, RELU)
 
 
 @triton.jit

@@ -8,6 +8,8 @@ with NaN first, so a row the kernels forget to write fails the test.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -157,7 +159,8 @@ def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int,
                                                  warps: int, block_n: int) -> None:
     """Both implicit-GEMM kernels (the tuned configs pick either), forward and input gradient
     (submanifold: the flipped table), several Cin chunks, against fp64 sums over the table; the
-    forward also with an eval-mode BatchNorm and ReLU applied before the store."""
+    forward also with an eval-mode BatchNorm and ReLU applied before the store, and with a
+    residual sum between them."""
     from kernels.epilogue import NormEpilogue
     from kernels.triton import conv as triton_conv
     from kernels.triton import kmap as gpu_kmap
@@ -193,6 +196,11 @@ def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int,
     ref_norm = torch.relu((ref_y - mean) / torch.sqrt(var + 1e-5) * scale + shift)
     normalised = triton_conv.implicit_gemm(x, weight, kmap.output_side(), False, config, epilogue=epilogue)
     assert _relative_error(normalised, ref_norm) < TOLERANCE["fp16"]
+    shortcut = torch.randn(kmap.n_out, cout, device="cuda", generator=generator).half()
+    ref_sum = torch.relu((ref_y - mean) / torch.sqrt(var + 1e-5) * scale + shift + shortcut.double())
+    summed = triton_conv.implicit_gemm(x, weight, kmap.output_side(), False, config,
+                                       epilogue=replace(epilogue, residual=shortcut))
+    assert _relative_error(summed, ref_sum) < TOLERANCE["fp16"]
 
 
 def test_deterministic_mode_is_bit_identical() -> None:
@@ -285,10 +293,12 @@ def test_graphed_inference_replays_the_eager_network() -> None:
 
 def test_conv_batch_norm_pairs_run_as_one_kernel_at_inference(monkeypatch: pytest.MonkeyPatch) -> None:
     """ConvSequential (MinkUNet's blocks) in eval mode without grads: every 3x3x3 / strided conv
-    followed by a BatchNorm normalises in its epilogue, and the logits match the unfused network."""
+    followed by a BatchNorm normalises in its epilogue, each residual block's last one also adds
+    the shortcut there, and the logits match the unfused network."""
     from kernels import nn as spnn
     from kernels.triton import conv as triton_conv
     from weak3d.models import MinkUNet
+    from weak3d.models.blocks import ResidualBlock
 
     torch.manual_seed(0)
     model = MinkUNet(num_classes=5, cr=0.5).cuda().eval().half()
@@ -298,10 +308,16 @@ def test_conv_batch_norm_pairs_run_as_one_kernel_at_inference(monkeypatch: pytes
             module.running_var.uniform_(0.5, 2.0)
     coords = _random_coords(9000, 30, seed=23)
     feats = torch.randn(coords.shape[0], 4, device="cuda").half()
-    normalised = []
+    normalised, residuals = [], []
     gemm = triton_conv.implicit_gemm
-    monkeypatch.setattr(triton_conv, "implicit_gemm", lambda *args, **kwargs: normalised.append(
-        kwargs.get("epilogue") is not None) or gemm(*args, **kwargs))
+
+    def recording(*args: object, **kwargs: object) -> torch.Tensor:
+        epilogue = kwargs.get("epilogue")
+        normalised.append(epilogue is not None)
+        residuals.append(getattr(epilogue, "residual", None) is not None)
+        return gemm(*args, **kwargs)
+
+    monkeypatch.setattr(triton_conv, "implicit_gemm", recording)
     with torch.no_grad():
         fused = model(kernels.SparseTensor(feats, coords.clone()))
         sequentials = [m for m in model.modules() if type(m) is spnn.ConvSequential]
@@ -310,7 +326,9 @@ def test_conv_batch_norm_pairs_run_as_one_kernel_at_inference(monkeypatch: pytes
         plain = model(kernels.SparseTensor(feats, coords.clone()))
     pairs = sum(isinstance(a, spnn.Conv3d) and isinstance(b, spnn.BatchNorm) and a.kernel.dim() == 3
                 for m in sequentials for a, b in zip(m, list(m)[1:], strict=False))
+    blocks = sum(isinstance(m, ResidualBlock) for m in model.modules())
     assert pairs > 10 and sum(normalised) == pairs  # the fused pass only
+    assert blocks > 4 and sum(residuals) == blocks
     torch.testing.assert_close(fused, plain, rtol=2e-2, atol=2e-2)
 
 

@@ -68,7 +68,11 @@ class ResidualBlock(nn.Module):
             )
 
     def forward(self, x: kernels.SparseTensor) -> kernels.SparseTensor:
-        return spnn.add_relu(self.net(x), self.downsample(x))  # relu(net(x) + downsample(x)), one pass
+        # relu(net(x) + downsample(x)): one pass, or at inference inside net's last convolution
+        shortcut = self.downsample(x)
+        if isinstance(self.net, spnn.ConvSequential):
+            return self.net(x, residual=shortcut)
+        return spnn.add_relu(self.net(x), shortcut)
 
 
 def scaled_widths(cr: float) -> list[int]:
