@@ -90,40 +90,6 @@ def unpack_keys_kernel(keys_ptr, coords_ptr, n, BLOCK: tl.constexpr):
     _unpack_store(coords_ptr, rows, tl.load(keys_ptr + rows, mask=ok, other=0), ok)
 
 
-@triton.jit
-def _halve(keys_ptr, query, lo, hi, ok):
-    """One step of lower_bound(query) on keys[lo:hi]."""
-    active = lo < hi
-    mid = (lo + hi) >> 1
-    value = tl.load(keys_ptr + mid, mask=ok & active, other=0)
-    lo = tl.where(active & (value < query), mid + 1, lo)
-    hi = tl.where(active & (value >= query), mid, hi)
-    return lo, hi
-
-
-@triton.jit
-def _gallop(keys_ptr, query, lo, n_in, ok):
-    """lower_bound(query) in keys, knowing it is at lo or after: probes lo, lo + 1, lo + 3, lo + 7,
-    ... until a key >= query (or the end), then halves the last gap; loops while any row needs it."""
-    below = ok & (lo < n_in)
-    below = below & (tl.load(keys_ptr + lo, mask=below, other=0) < query)  # keys[lo] < query
-    hi = tl.minimum(lo, n_in)  # for rows already done: the answer, lo
-    jump = tl.full([], 1, tl.int64)
-    while tl.max(below.to(tl.int32), axis=0) > 0:
-        probe = lo + jump
-        inside = below & (probe < n_in)
-        further = inside & (tl.load(keys_ptr + probe, mask=inside, other=0) < query)
-        hi = tl.where(below & ~further, tl.minimum(probe, n_in), hi)
-        lo = tl.where(further, probe, lo)
-        below = further
-        jump = jump * 2
-    # Rows that galloped: keys[lo] < query <= keys[hi] (or hi = n_in); the others: lo = hi = answer.
-    lo = tl.minimum(lo + 1, hi)
-    while tl.max((ok & (lo < hi)).to(tl.int32), axis=0) > 0:
-        lo, hi = _halve(keys_ptr, query, lo, hi, ok)
-    return lo
-
-
 @triton.jit(do_not_specialize=["n_out", "n_in", "n_steps"])
 def query_kernel(
     out_coords_ptr, offsets_ptr, weight_rows_ptr, keys_ptr, order_ptr, table_ptr, mask_ptr,
@@ -131,15 +97,13 @@ def query_kernel(
     K: tl.constexpr, RUN: tl.constexpr, HAS_ORDER: tl.constexpr, WRITE_MASK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """table[o, k] = row of the input at `o * stride + offset[k]` (or -1), by searching the keys.
+    """table[o, k] = row of the input at `o * stride + offset[k]` (or -1), by binary search.
 
     Offsets come sorted by (x, y, z) (weight_rows[j]: the k of sorted offset j) in runs of RUN with
-    the same x and y and z one apart: one search per run, since the keys of a run's queries are
-    one apart too and the keys are unique, the lower bound of the next query is this one's plus 1
-    if this one was found. The first run binary-searches all keys (n_steps halvings); the later
-    ones only the keys after the previous run's (their queries are larger), galloping: the
-    neighbours of a voxel lie a few keys apart, so a handful of dependent loads instead of
-    n_steps. mask[o] gets bit k set when that neighbour exists (rows are later sorted by it).
+    the same x and y and z one apart: one binary search per run, since the keys of a run's
+    queries are one apart too and the keys are unique, the lower bound of the next query is this
+    one's plus 1 if this one was found. mask[o] gets bit k set when that neighbour exists (rows
+    are later sorted by it).
     """
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = rows < n_out
@@ -149,19 +113,21 @@ def query_kernel(
     y = tl.load(base + 2, mask=ok, other=0).to(tl.int64) * sy
     z = tl.load(base + 3, mask=ok, other=0).to(tl.int64) * sz
     bits = tl.zeros([BLOCK], dtype=tl.int32)
-    lo = tl.zeros([BLOCK], dtype=tl.int64)  # carried: each run's search starts where the last ended
     for group in range(K // RUN):
         j0 = group * RUN
         dx = tl.load(offsets_ptr + j0 * 3).to(tl.int64)
         dy = tl.load(offsets_ptr + j0 * 3 + 1).to(tl.int64)
         dz = tl.load(offsets_ptr + j0 * 3 + 2).to(tl.int64)
         query = _key(b, x + dx, y + dy, z + dz)
-        if group == 0:
-            hi = tl.zeros([BLOCK], dtype=tl.int64) + n_in
-            for _ in range(n_steps):  # lower_bound
-                lo, hi = _halve(keys_ptr, query, lo, hi, ok)
-        else:
-            lo = _gallop(keys_ptr, query, lo, n_in, ok)
+        lo = tl.zeros([BLOCK], dtype=tl.int64)
+        hi = tl.zeros([BLOCK], dtype=tl.int64) + n_in
+        for _ in range(n_steps):  # lower_bound
+            active = lo < hi
+            mid = (lo + hi) >> 1
+            value = tl.load(keys_ptr + mid, mask=ok & active, other=0)
+            right = active & (value < query)
+            lo = tl.where(right, mid + 1, lo)
+            hi = tl.where(active & (value >= query), mid, hi)
         for step in tl.static_range(RUN):
             position = tl.minimum(lo, n_in - 1)
             found = ok & (tl.load(keys_ptr + position, mask=ok, other=-1) == query)
