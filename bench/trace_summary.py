@@ -27,21 +27,25 @@ def load_events(path: Path) -> list[dict[str, Any]]:
 
 def kernel_table(device: list[dict[str, Any]], iterations: int, rows: int) -> None:
     per_shape: dict[tuple[str, str], list[float]] = defaultdict(list)
-    per_name: dict[str, float] = defaultdict(float)
+    per_name: dict[str, list[float]] = defaultdict(list)
     for e in device:
         grid = str(e.get("args", {}).get("grid", ""))
         per_shape[(e["name"][:60], grid)].append(e["dur"])
-        per_name[e["name"][:60]] += e["dur"]
-    total = sum(per_name.values()) / iterations
+        per_name[e["name"][:60]].append(e["dur"])
+    total = sum(map(sum, per_name.values())) / iterations
     print(f"device busy {total:.0f} us per iteration, {len(device) / iterations:.0f} launches")
     print(f"{'us/iter':>9} {'calls':>6} {'us/call':>8}  kernel")
-    for name, us in sorted(per_name.items(), key=lambda kv: -kv[1])[:rows]:
-        calls = sum(len(v) for (n, _), v in per_shape.items() if n == name) / iterations
-        print(f"{us / iterations:9.1f} {calls:6.1f} {us / iterations / calls:8.2f}  {name}")
+    for name, durs in sorted(per_name.items(), key=lambda kv: -sum(kv[1]))[:rows]:
+        _print_row(durs, iterations, name)
     print(f"\n{'us/iter':>9} {'calls':>6} {'us/call':>8}  kernel @ grid")
     for (name, grid), durs in sorted(per_shape.items(), key=lambda kv: -sum(kv[1]))[:rows]:
-        calls = len(durs) / iterations
-        print(f"{sum(durs) / iterations:9.1f} {calls:6.1f} {sum(durs) / len(durs):8.2f}  {name} @ {grid}")
+        _print_row(durs, iterations, f"{name} @ {grid}")
+
+
+def _print_row(durs: list[float], iterations: int, label: str) -> None:
+    """us per iteration, calls per iteration, us per call, label."""
+    total = sum(durs)
+    print(f"{total / iterations:9.1f} {len(durs) / iterations:6.1f} {total / len(durs):8.2f}  {label}")
 
 
 def gap_table(device: list[dict[str, Any]], host: list[dict[str, Any]], iterations: int,

@@ -8,7 +8,8 @@ graph serves every scan whose counts fall into the same buckets:
 
 * eagerly, per scan: the coordinate range check and the sorted keys of every stride the network
   uses, the input's included (one batched sort; their sizes: one host sync for all of them), then
-  one launch per stride that writes its voxels, sorted keys and padding into the graph's buffers;
+  one launch that writes every stride's voxels, sorted keys, padding and row masks, and the
+  features and labels, into the graph's buffers;
 * inside the graph: everything else. First every kernel map the network built in its eager first
   call (neighbour queries, transposed tables; one sort orders the rows of all their sides), then
   the network, which finds them cached (and builds its weight-gradient pair lists).

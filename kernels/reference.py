@@ -17,6 +17,13 @@ import torch
 from kernels.kmap import KernelMap
 
 
+def compute_dtype(feats: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of `feats` computes and outputs in: the autocast dtype when
+    autocast is on, else the features' own."""
+    device = feats.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else feats.dtype
+
+
 def autocast_operands(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Both operands in the autocast dtype when autocast is on (unchanged otherwise).
 
@@ -24,9 +31,8 @@ def autocast_operands(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.
     and the saved tensors share one dtype and backward (which runs outside autocast) multiplies
     matching dtypes. The engine casts the returned gradients back to the inputs' dtypes.
     """
-    device = feats.device.type
-    if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
+    if torch.is_autocast_enabled(feats.device.type):
+        dtype = compute_dtype(feats)
         feats, weight = feats.to(dtype), weight.to(dtype)
     return feats, weight
 

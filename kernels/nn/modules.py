@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 
 from kernels.backend import get_backend
+from kernels.reference import compute_dtype
 from kernels.tensor import SparseTensor
 
 
@@ -90,7 +91,7 @@ class ConvSequential(nn.Sequential):
                 epilogue = NormEpilogue.of(following, following.fused_relu)
                 last = i + 2 == len(modules)
                 if (last and residual is not None and not following.fused_relu
-                        and residual.feats.dtype == input.feats.dtype):
+                        and residual.feats.dtype == compute_dtype(input.feats)):
                     out = module(input, epilogue=replace(epilogue, residual=residual.feats, relu=True))
                     out.check_same_voxels(residual)
                     return out

@@ -6,7 +6,7 @@ import torch
 
 from kernels.epilogue import NormEpilogue
 from kernels.kmap import KernelMap
-from kernels.reference import ReferenceBackend
+from kernels.reference import ReferenceBackend, compute_dtype
 from kernels.tensor import Stride
 from kernels.triton import kmap as gpu_kmap
 from kernels.triton.conv import TritonConvFunction, conv_forward
@@ -49,9 +49,7 @@ class TritonBackend:
         epilogue: NormEpilogue | None,
     ) -> torch.Tensor:
         """`conv`, then an eval-mode BatchNorm (and ReLU): inside the implicit GEMM at inference."""
-        device = feats.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else feats.dtype
-        if not isinstance(kmap, gpu_kmap.GPUKernelMap) or dtype not in _TRITON_DTYPES:
+        if not isinstance(kmap, gpu_kmap.GPUKernelMap) or compute_dtype(feats) not in _TRITON_DTYPES:
             out = self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
         elif torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
             out = TritonConvFunction.apply(feats, weight, kmap)
