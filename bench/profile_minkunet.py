@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spconv_compare import fresh, load_points, synthesise_dense, voxelise  # noqa: E402
 
 import kernels  # noqa: E402
+from kernels.functional import cross_entropy  # noqa: E402
 from kernels.graphs import GraphedInference, GraphedTrainStep  # noqa: E402
 from weak3d.models import MinkUNet  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
     graphed = GraphedInference(model)
-    step = GraphedTrainStep(model, nn.CrossEntropyLoss(), opt, autocast_dtype=torch.float16, max_graphs=8)
+    step = GraphedTrainStep(model, cross_entropy, opt, autocast_dtype=torch.float16, max_graphs=8)
     pairs = [batch_of_two(scans[i], scans[(i + 1) % 8]) for i in range(8)]
 
     def infer(i: int) -> None:
@@ -76,7 +76,7 @@ def main() -> None:
             return
         with torch.autocast("cuda", dtype=torch.float16):
             logits = model(kernels.SparseTensor(feats, fresh(coords)))
-            loss = nn.functional.cross_entropy(logits.float(), labels)
+            loss = cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

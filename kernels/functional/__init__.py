@@ -1,6 +1,7 @@
 """Functional sparse operators (torchsparse.nn.functional-like)."""
 
 from kernels.functional.conv import conv3d
+from kernels.functional.loss import cross_entropy
 from kernels.functional.points import (
     devoxelize,
     find_voxels,
@@ -14,6 +15,7 @@ from kernels.functional.points import (
 
 __all__ = [
     "conv3d",
+    "cross_entropy",
     "devoxelize",
     "find_voxels",
     "initial_voxelize",

@@ -25,7 +25,20 @@ class BatchNorm(nn.BatchNorm1d):
 
     fused_relu = False
 
-    def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
+    def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
+                ) -> SparseTensor:
+        """residual (a residual block's shortcut, on the input's voxels): relu(normalised + residual),
+        in the normalising kernel itself when training on a padded tensor with the Triton backend."""
+        if residual is None:
+            return self._normalise(input)
+        masked = input._caches.row_masks.get(input.stride)
+        if masked is not None and self.training and residual.feats.dtype == input.feats.dtype:
+            input.check_same_voxels(residual)
+            out = _masked_batch_norm(self, input.feats, *masked, residual=residual.feats)
+            return input.replace_feats(out)
+        return add_relu(self._normalise(input), residual)
+
+    def _normalise(self, input: SparseTensor) -> SparseTensor:
         masked = input._caches.row_masks.get(input.stride)
         if masked is not None and self.training:
             return input.replace_feats(_masked_batch_norm(self, input.feats, *masked))
@@ -72,7 +85,8 @@ class ConvSequential(nn.Sequential):
     in training, exactly `nn.Sequential`.
 
     `residual` (a residual block's shortcut, on the output's voxels): returns relu(output +
-    residual); when the sequence ends in such a pair, inside its convolution's epilogue too.
+    residual); when the sequence ends in such a pair, inside its convolution's epilogue too, and
+    in training inside the last BatchNorm's kernel (`BatchNorm.forward`).
     """
 
     def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
@@ -97,6 +111,9 @@ class ConvSequential(nn.Sequential):
                     return out
                 input = module(input, epilogue=epilogue)
                 i += 2
+            elif (i + 1 == len(modules) and residual is not None and isinstance(module, BatchNorm)
+                    and not module._forward_hooks and not module._forward_pre_hooks):
+                return module(input, residual=residual)  # the sum inside its kernel where it can
             else:
                 input = module(input)
                 i += 1
@@ -139,10 +156,12 @@ class SyncBatchNorm(BatchNorm):
         """
         return _convert(module, (BatchNorm,), cls)
 
-    def forward(self, input: SparseTensor) -> SparseTensor:  # type: ignore[override]
+    def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
+                ) -> SparseTensor:
         if not (self.training and self.synchronize and _several_processes()):
-            return super().forward(input)
-        return input.replace_feats(_activate(self, _synced_batch_norm(self, input.feats)))
+            return super().forward(input, residual)
+        out = input.replace_feats(_activate(self, _synced_batch_norm(self, input.feats)))
+        return out if residual is None else add_relu(out, residual)
 
 
 class DenseSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -209,14 +228,24 @@ def _synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> 
     return _normalise(bn, centred, mean, var, count).to(x.dtype)
 
 
+def _triton_rows(x: torch.Tensor) -> bool:
+    return x.is_cuda and get_backend(x.device).name == "triton"
+
+
 def _masked_batch_norm(
-    bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor
+    bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
     rows come out as zeros (then the ReLU, if `bn` has it fused). No host sync, so it can run
     inside a CUDA graph. On CUDA tensors with the Triton backend: six kernels
-    (kernels.triton.batchnorm) instead of these passes."""
-    if x.is_cuda and get_backend(x.device).name == "triton":
+    (kernels.triton.batchnorm) instead of these passes.
+
+    residual: returns relu(that + residual), padding rows zero (on the Triton backend, without a
+    fused ReLU, inside the normalising pass)."""
+    if residual is not None and (getattr(bn, "fused_relu", False) or not _triton_rows(x)):
+        return torch.relu((_masked_batch_norm(bn, x, mask, count) + residual) * mask).to(x.dtype)
+    if _triton_rows(x):
         from kernels.triton.batchnorm import MaskedBatchNormFunction
 
         weight = bn.weight if bn.affine else x.new_ones(x.shape[1], dtype=torch.float32)
@@ -227,7 +256,7 @@ def _masked_batch_norm(
         momentum = bn.momentum if tracking else None
         out, mean, var = MaskedBatchNormFunction.apply(
             x, mask, count, weight, bias, shift.detach(), bn.running_mean, bn.running_var,
-            bn.num_batches_tracked, bn.eps, momentum, getattr(bn, "fused_relu", False))
+            bn.num_batches_tracked, bn.eps, momentum, getattr(bn, "fused_relu", False), residual)
         if tracking and momentum is None:
             _update_running_stats(bn, mean, var, count)
         return out

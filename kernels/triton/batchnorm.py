@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton.elementwise import relu_grad
 from kernels.triton.launch import Launcher, sm_count
 from kernels.triton.tiles import BLOCK_C, BLOCK_R, grid, tile
 
@@ -174,14 +175,18 @@ def _finalise_grad_kernel(partial_ptr, count_ptr, mean_dy_ptr, mean_dyx_ptr, gra
 
 
 @triton.jit(do_not_specialize=["n_rows"])
-def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, y_ptr, n_rows, c,
-                  RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = ((x - mean) * scale + bias) * m, scale = weight / std (then max(y, 0) with RELU)."""
+def _apply_kernel(x_ptr, mask_ptr, mean_ptr, scale_ptr, bias_ptr, res_ptr, y_ptr, n_rows, c,
+                  RESIDUAL: tl.constexpr, RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = ((x - mean) * scale + bias) * m, scale = weight / std; with RESIDUAL, + res before the
+    mask (a residual block's end); then max(y, 0) with RELU."""
     rows, cols, row_ok, col_ok, ok, offsets = tile(n_rows, c, BLOCK_R, BLOCK_C)
     x = tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
     m = tl.load(mask_ptr + rows, mask=row_ok, other=0.0)[:, None]
     centred = x - _vector(mean_ptr, cols, col_ok)[None, :]
-    y = (centred * _vector(scale_ptr, cols, col_ok)[None, :] + _vector(bias_ptr, cols, col_ok)[None, :]) * m
+    y = centred * _vector(scale_ptr, cols, col_ok)[None, :] + _vector(bias_ptr, cols, col_ok)[None, :]
+    if RESIDUAL:
+        y += tl.load(res_ptr + offsets, mask=ok, other=0.0).to(tl.float32)
+    y *= m
     if RELU:
         y = tl.maximum(y, 0.0)
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
@@ -252,19 +257,25 @@ def column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, config: dict[str,
 
 class MaskedBatchNormFunction(torch.autograd.Function):
     """(x [N, C], mask [N, 1] float32, count (0-dim), weight [C], bias [C], shift [C], running_mean,
-    running_var, num_batches_tracked, eps, momentum, relu) -> (y, mean, biased var).
+    running_var, num_batches_tracked, eps, momentum, relu, residual) -> (y, mean, biased var).
 
     shift: the running mean (or zeros), subtracted before summing squares. With a `momentum` and
     running statistics, the kernels update them (and num_batches_tracked, if given) in place;
-    momentum None leaves them to the caller. relu: y = max(normalised, 0).
+    momentum None leaves them to the caller. relu: y = max(normalised, 0). residual ([N, C], x's
+    dtype): y = max(normalised + residual, 0) in the same pass (a residual block's end; `relu` is
+    then implied), and the residual gets the ReLU's input gradient.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor, shift: torch.Tensor, running_mean: torch.Tensor | None,
                 running_var: torch.Tensor | None, tracked: torch.Tensor | None, eps: float,
-                momentum: float | None, relu: bool = False) -> tuple[torch.Tensor, ...]:
+                momentum: float | None, relu: bool = False, residual: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, ...]:
         x = x.contiguous()
+        if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype):
+            raise ValueError(f"batch norm: residual {tuple(residual.shape)} {residual.dtype} does not match "
+                             f"the input {tuple(x.shape)} {x.dtype}")
         mask = mask.reshape(-1).float().contiguous()
         c = x.shape[1]
         partial, programs = column_sums(STATS, x, x, mask, shift)
@@ -279,18 +290,21 @@ class MaskedBatchNormFunction(torch.autograd.Function):
             BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C,
         )
         y = torch.empty_like(x)
-        _APPLY(grid(x), x, mask, mean, scale, bias, y, x.shape[0], c, RELU=relu, BLOCK_R=BLOCK_R,
-               BLOCK_C=BLOCK_C)
-        ctx.save_for_backward(x, mask, count, mean, invstd, scale, weight, bias)
-        ctx.relu = relu
+        res = x if residual is None else residual.contiguous()  # unread without a residual
+        _APPLY(grid(x), x, mask, mean, scale, bias, res, y, x.shape[0], c, RESIDUAL=residual is not None,
+               RELU=relu or residual is not None, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+        # With a residual the backward masks dy by y > 0 first; the statistics see no ReLU then.
+        ctx.save_for_backward(x, mask, count, mean, invstd, scale, weight, bias,
+                              y if residual is not None else None)
+        ctx.relu = relu and residual is None
         ctx.param_dtypes = (weight.dtype, bias.dtype)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
-        x, mask, count, mean, invstd, scale, weight, bias = ctx.saved_tensors
-        dy = dy.contiguous()
+        x, mask, count, mean, invstd, scale, weight, bias, y = ctx.saved_tensors
+        dy = dy.contiguous() if y is None else relu_grad(dy, y)
         c = x.shape[1]
         partial, programs = column_sums(GRAD_STATS, x, dy, x, mask, mean, invstd, weight, bias,
                                          RELU=ctx.relu)
@@ -302,7 +316,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         dx = torch.empty_like(x)
         _GRAD_APPLY(grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
                     x.shape[0], c, RELU=ctx.relu, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
-        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None, None
+        grad_residual = None if y is None else dy
+        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None, None, grad_residual
 
 
 def batch_norm_inference(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,

@@ -49,8 +49,14 @@ class AddReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (y,) = ctx.saved_tensors
-        dy = dy.contiguous()
-        dx = torch.empty_like(y)
-        if y.numel():
-            _RELU_GRAD(grid(y), dy, y, dx, y.shape[0], y.shape[1], BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+        dx = relu_grad(dy, y)
         return dx, dx
+
+
+def relu_grad(dy: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient through y = relu(.) given y's gradient `dy` (both [N, C])."""
+    dy = dy.contiguous()
+    dx = torch.empty_like(y)
+    if y.numel():
+        _RELU_GRAD(grid(y), dy, y, dx, y.shape[0], y.shape[1], BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+    return dx

@@ -443,6 +443,46 @@ def test_masked_batch_norm_kernels_match_the_reference(dtype: torch.dtype, momen
     assert _relative_error(got.cpu(), want) < tolerance
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_masked_batch_norm_adds_a_residual_in_its_kernel(dtype: torch.dtype) -> None:
+    """Training on a padded tensor, relu(BatchNorm(x) + residual) in the normalising pass: values
+    and the gradients of x, the residual and the affine parameters against the plain-torch path
+    in float64; padding rows stay zero."""
+    import copy
+
+    from kernels import nn as spnn
+    from kernels.nn.modules import _masked_batch_norm
+
+    generator = torch.Generator().manual_seed(8)
+    n, real, c = 20000, 17001, 64
+    bn = spnn.BatchNorm(c).cuda()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    exact = copy.deepcopy(bn).double().cpu()
+    feats = (torch.randn(n, c, generator=generator) * 2 + 1).to(dtype)
+    shortcut = torch.randn(n, c, generator=generator).to(dtype)
+    feats[real:] = 0
+    shortcut[real:] = 0
+    mask = torch.zeros(n, 1)
+    mask[:real] = 1
+    grad = torch.randn(n, c, generator=generator)
+    count = torch.tensor(float(real), dtype=torch.float64)
+    x, res = feats.cuda().requires_grad_(), shortcut.cuda().requires_grad_()
+    y = _masked_batch_norm(bn, x, mask.cuda(), count.cuda(), residual=res)
+    (y.float() * grad.cuda()).sum().backward()
+    x64, res64 = feats.double().requires_grad_(), shortcut.double().requires_grad_()
+    y64 = torch.relu(_masked_batch_norm(exact, x64, mask.double(), count) + res64)
+    (y64 * grad.double()).sum().backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-3
+    pairs = (("y", y, y64), ("dx", x.grad, x64.grad), ("dres", res.grad, res64.grad),
+             ("dweight", bn.weight.grad, exact.weight.grad), ("dbias", bn.bias.grad, exact.bias.grad),
+             ("running_var", bn.running_var, exact.running_var))
+    for what, got, want in pairs:
+        assert _relative_error(got.detach().cpu(), want.detach()) < tolerance, what
+    assert torch.all(y[real:] == 0)
+
+
 @pytest.mark.parametrize("bad", [[511, 0, 0, 0], [-1, 0, 0, 0], [0, 131072 - 64, 0, 0], [0, 0, -131009, 0],
                                  [0, 0, 0, 131072 - 64]])
 def test_sort_levels_names_coordinates_the_keys_cannot_hold(bad: list[int]) -> None:
@@ -491,3 +531,59 @@ def test_add_relu_is_torchs_sum_then_relu(dtype: torch.dtype, monkeypatch: pytes
     (ref * grad).sum().backward()
     assert calls, "add_relu did not take the Triton kernel"
     assert torch.equal(ours, ref) and torch.equal(a.grad, a2.grad) and torch.equal(b.grad, b2.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_kernels_match_torch(dtype: torch.dtype, reduction: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernels.functional.cross_entropy on CUDA (the Triton kernels): torch's loss and gradient on
+    the fp32 scores, ignored rows skipped; the same bits on a second run."""
+    from kernels.functional import cross_entropy
+    from kernels.triton.loss import CrossEntropyFunction
+
+    calls = []
+    kernel_apply = CrossEntropyFunction.apply
+    monkeypatch.setattr(CrossEntropyFunction, "apply", lambda *args: calls.append(1) or kernel_apply(*args))
+
+    generator = torch.Generator(device="cuda").manual_seed(3)
+    n, c = 70_001, 17
+    scores = (3 * torch.randn(n, c, device="cuda", generator=generator)).to(dtype).requires_grad_()
+    labels = torch.randint(0, c, (n,), device="cuda", generator=generator)
+    labels[::7] = -100
+    grad = torch.tensor(0.7, device="cuda")
+    results = []
+    for _ in range(2):
+        loss = cross_entropy(scores, labels, reduction=reduction)
+        (d_scores,) = torch.autograd.grad(loss * grad, scores)
+        results.append((loss, d_scores))
+    assert len(calls) == 2, "cross_entropy did not take the Triton kernels"
+    reference = scores.detach().float().requires_grad_()
+    ref_loss = torch.nn.functional.cross_entropy(reference, labels, reduction=reduction)
+    (ref_grad,) = torch.autograd.grad(ref_loss * grad, reference)
+    assert loss.dtype == dtype
+    tolerance = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
+    torch.testing.assert_close(loss.float(), ref_loss, rtol=tolerance, atol=0)
+    # A mean's gradient (~1e-5 per score here) is subnormal in fp16: torch's own loss on these
+    # scores loses as much there, so the bar is the larger of the tolerance and torch's error.
+    own = torch.nn.functional.cross_entropy(scores, labels, reduction=reduction)
+    (own_grad,) = torch.autograd.grad(own * grad, scores)
+    assert _relative_error(d_scores, ref_grad) < max(tolerance, 1.5 * _relative_error(own_grad, ref_grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_cross_entropy_kernels_edge_cases() -> None:
+    """All rows ignored: NaN mean like torch; a label out of range: a NaN loss, not a crash; fp32
+    under autocast."""
+    from kernels.functional import cross_entropy
+
+    scores = torch.randn(100, 5, device="cuda", requires_grad=True)
+    ignored = torch.full((100,), -100, device="cuda")
+    assert torch.isnan(cross_entropy(scores, ignored))
+    assert cross_entropy(scores, ignored, reduction="sum") == 0
+    bad = torch.zeros(100, dtype=torch.long, device="cuda")
+    bad[17] = 5
+    assert torch.isnan(cross_entropy(scores, bad))
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss = cross_entropy(scores.half(), torch.zeros(100, dtype=torch.long, device="cuda"))
+    assert loss.dtype == torch.float32

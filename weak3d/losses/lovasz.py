@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from kernels.functional import cross_entropy
+
 __all__ = ["lovasz_grad", "lovasz_softmax", "ce_lovasz"]
 
 
@@ -89,5 +91,5 @@ def ce_lovasz(logits: torch.Tensor, labels: torch.Tensor, ignore: int = 0) -> to
     keep = labels != ignore
     if not bool(keep.any()):
         return logits.sum() * 0.0
-    ce = F.cross_entropy(logits[keep], labels[keep])
+    ce = cross_entropy(logits, labels, ignore_index=ignore)  # one pass on the GPU (kernels.triton.loss)
     return ce + lovasz_softmax(F.softmax(logits, dim=1), labels, classes="present", ignore=ignore)
