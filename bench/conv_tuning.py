@@ -68,6 +68,11 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
             out[f"{name} n64"] = {**out[name], "BLOCK_N": 64}
     if block_k > 32:
         out["pipe m64 w4 k32"] = {**out["pipe m64 w4"], "BLOCK_K": 32}
+    if c_out % block_n:  # padded channel tiles (96 outputs in 128): 32-wide ones that fit exactly
+        for name in ("pipe m64 w4", "pipe2 m64 w4", "loop m64 w4", "pipe m128 w4"):
+            out[f"{name} n32"] = {**out[name], "BLOCK_N": 32}
+            if c_in % block_k and block_k > 32:
+                out[f"{name} n32 k32"] = {**out[name], "BLOCK_N": 32, "BLOCK_K": 32}
     if c_out > 128:  # every output channel in one tile: each gathered row is loaded once
         for block_m in (64, 128):
             for stages in (0, 2, 3):
@@ -244,6 +249,8 @@ def main() -> None:
     parser.add_argument("--directions", default="forward,input_grad,weight_grad", help="which calls to tune")
     parser.add_argument("--min-channels", type=int, default=0,
                         help="tune only calls with this many input or output channels or more")
+    parser.add_argument("--max-channels", type=int, default=1 << 30,
+                        help="tune only calls with at most this many input and output channels")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
@@ -262,7 +269,8 @@ def main() -> None:
         model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
         calls = [call for call in record_calls(model, coords, feats, args.inference)
                  if call["direction"] in args.directions.split(",")
-                 and max(describe(call)["c_in"], describe(call)["c_out"]) >= args.min_channels]
+                 and args.min_channels <= max(describe(call)["c_in"], describe(call)["c_out"])
+                 <= args.max_channels]
         rows = tune(label, calls)
         results["inputs"][label] = {"voxels": int(coords.shape[0]), "calls": rows, "totals": totals(rows)}
         for direction, t in results["inputs"][label]["totals"].items():

@@ -19,7 +19,9 @@ import triton.language as tl
 
 from kernels.triton.launch import Launcher, sm_count
 
-_TILE_ELEMENTS = 4096  # rows x classes per step
+# Rows x classes per step: forward and backward (32 x 32 tiles of the backward ran at 22 us against
+# 39 us for 128 x 32 on 190k x 17 fp16 scores on an H200; the forward's loop liked 128 rows).
+_FORWARD_TILE, _BACKWARD_TILE = 4096, 1024
 _PROGRAMS_PER_SM = 4
 
 
@@ -85,9 +87,9 @@ _FORWARD = Launcher(_forward_kernel)
 _BACKWARD = Launcher(_backward_kernel)
 
 
-def _tile(c: int) -> tuple[int, int]:
+def _tile(c: int, elements: int) -> tuple[int, int]:
     block_c = triton.next_power_of_2(c)
-    return max(1, _TILE_ELEMENTS // block_c), block_c
+    return max(1, elements // block_c), block_c
 
 
 class CrossEntropyFunction(torch.autograd.Function):
@@ -98,7 +100,7 @@ class CrossEntropyFunction(torch.autograd.Function):
                 ) -> torch.Tensor:
         x, labels = x.contiguous(), labels.contiguous()
         n_rows, c = x.shape
-        block_r, block_c = _tile(c)
+        block_r, block_c = _tile(c, _FORWARD_TILE)
         blocks = max(1, triton.cdiv(n_rows, block_r))
         blocks_per_program = triton.cdiv(blocks, min(blocks, _PROGRAMS_PER_SM * sm_count(x.device)))
         programs = triton.cdiv(blocks, blocks_per_program)
@@ -116,7 +118,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         x, labels, sums = ctx.saved_tensors
         dx = torch.empty_like(x)
         n_rows, c = x.shape
-        block_r, block_c = _tile(c)
+        block_r, block_c = _tile(c, _BACKWARD_TILE)
         if n_rows:
             _BACKWARD((triton.cdiv(n_rows, block_r),), x, labels, grad_loss.float().contiguous(), sums[1:],
                       dx, n_rows, c, ctx.ignore_index, MEAN=ctx.mean, BLOCK_R=block_r, BLOCK_C=block_c)
