@@ -3,11 +3,12 @@
     python bench/batchnorm_tuning.py [--out bench/results/batchnorm_tuning.json]
 
 The forward sums (`x - shift` and its square) and the backward sums (`dy` and `dy * xhat`) of the
-masked BatchNorm (kernels/triton/batchnorm.py) are memory-bound: each reads its inputs once. Every
-candidate (rows x channels per step, warps, programs per multiprocessor) is timed as a CUDA graph
-of calls (`conv_tuning.graph_us`: GPU time, no launch cost) on fp16 features of the dense scan's
-and the nuScenes sweep's levels (training, batch 2), its partial sums checked against an fp64
-sum, and its bandwidth printed next to the default's (bytes read / time).
+masked BatchNorm (kernels/triton/batchnorm.py; each launch also finalises its statistics) are
+memory-bound: each reads its inputs once. Every candidate (rows x channels per step, warps,
+programs per multiprocessor) is timed as a CUDA graph of calls (`conv_tuning.graph_us`: GPU time,
+no launch cost) on fp16 features of the dense scan's and the nuScenes sweep's levels (training,
+batch 2), its statistics checked against fp64 ones, and its bandwidth printed next to the
+default's (bytes read / time).
 """
 
 from __future__ import annotations
@@ -50,25 +51,29 @@ def measure(n: int, c: int) -> list[dict[str, Any]]:
     mask = (torch.rand(n, device="cuda", generator=gen) < 0.97).float()  # a few padding rows
     vectors = [torch.rand(c, device="cuda", generator=gen) + 0.5 for _ in range(5)]
     shift, mean, invstd, weight, bias = vectors
-    kernels = {
-        "forward": (tbn.STATS, (x, x, mask, shift), {}, 2 * n * c),
-        "backward": (tbn.GRAD_STATS, (x, dy, x, mask, mean, invstd, weight, bias), {"RELU": True}, 4 * n * c),
+    count = mask.sum()
+    kernels = {  # each returns what its launch finalises: [mean, var] and [mean(m dy), mean(m dy xhat)]
+        "forward": (lambda config: tbn.batch_statistics(x, mask, count, weight, shift, config=config)[:2],
+                    2 * n * c),
+        "backward": (lambda config: tbn.grad_statistics(dy, x, mask, count, mean, invstd, weight, bias, True,
+                                                        config=config)[0], 4 * n * c),
     }
-    d = (x.double() - shift.double()) * mask.double()[:, None]
+    m = mask.double()[:, None]
+    mean64 = (x.double() * m).sum(0) / count.double()
+    var64 = ((x.double() - mean64) ** 2 * m).sum(0) / count.double()
     y_pos = ((x.double() - mean.double()) * invstd.double() * weight.double() + bias.double()) > 0
-    g = torch.where(y_pos, dy.double(), 0.0) * mask.double()[:, None]
+    g = torch.where(y_pos, dy.double(), 0.0) * m
     xhat = (x.double() - mean.double()) * invstd.double()
-    expected = {"forward": torch.stack([d.sum(0), (d * d).sum(0)]),
-                "backward": torch.stack([g.sum(0), (g * xhat).sum(0)])}
+    expected = {"forward": torch.stack([mean64, var64]),
+                "backward": torch.stack([g.sum(0), (g * xhat).sum(0)]) / count.double()}
     rows = []
-    for direction, (kernel, args, constexprs, nbytes) in kernels.items():
+    for direction, (kernel, nbytes) in kernels.items():
         times, errors = {}, {}
         for config in [tbn.SUMS_CONFIG, *CANDIDATES]:
-            def call(config: dict[str, int] = config, kernel: Any = kernel, args: tuple[Any, ...] = args,
-                     constexprs: dict[str, Any] = constexprs) -> torch.Tensor:
-                return tbn.column_sums(kernel, *args, config=config, **constexprs)[0]
+            def call(config: dict[str, int] = config, kernel: Any = kernel) -> torch.Tensor:
+                return kernel(config)
             times[name(config)] = graph_us(call)
-            got = call().double().sum(0)
+            got = call().double()
             errors[name(config)] = float((got - expected[direction]).norm() / expected[direction].norm())
         default = name(tbn.SUMS_CONFIG)
         best = min(times, key=times.get)

@@ -2,13 +2,15 @@
 
 The same arithmetic as `kernels.nn.modules._masked_batch_norm` (statistics over rows whose mask is
 1, padding rows out as zeros) without its dozens of passes and tiny launches, which dominate the
-non-convolution time of a graphed training step. Forward: column sums over runs of rows, one small
-kernel that turns them into mean, scale and the running-statistics update, the normalisation;
-backward the same three steps. Sums: per program, of `x - shift` and its square over a fixed run
-of rows (shift = the running mean, so that the one-pass variance does not cancel), added over
-programs in a fixed order: deterministic, no atomics. A program keeps one partial sum per row of its
-tile and adds them up once at the end: a cross-warp sum at every step made these kernels run at a
-quarter of the memory bandwidth.
+non-convolution time of a graphed training step. Forward: column sums over runs of rows that also
+turn them into mean, scale and the running-statistics update, then the normalisation; backward the
+same two steps. Sums: per program, of `x - shift` and its square over a fixed run of rows (shift =
+the running mean, so that the one-pass variance does not cancel). A program keeps one partial sum
+per row of its tile and adds them up once at the end (a cross-warp sum at every step made these
+kernels run at a quarter of the memory bandwidth), stores them, and counts itself done on a
+per-channel-tile counter; the last program of a channel tile adds every program's partials in
+program order and finalises: deterministic, and no separate finalising launch (it cost ~4 us of
+a graphed step per BatchNorm and direction).
 
 `batch_norm_inference`: the eval-mode normalisation (running statistics) as one kernel.
 """
@@ -25,8 +27,7 @@ from kernels.triton.elementwise import relu_grad
 from kernels.triton.launch import Launcher, sm_count
 from kernels.triton.tiles import BLOCK_C, BLOCK_R, grid, tile
 
-_BLOCK_B = 128  # partials added per step by the finalising kernels (several loads in flight)
-_FINAL_C = 32  # channels per finalising program
+_BLOCK_B = 128  # partials added per step when finalising (several loads in flight)
 # The sums kernels' tile (rows x channels per step), warps and programs per multiprocessor: the
 # best single choice over MinkUNet's shapes, forward and backward together, on an H200
 # (bench/results/batchnorm_tuning.json: 2.0-3.1 TB/s against 0.9-1.9 for 128 x 64 tiles).
@@ -63,10 +64,26 @@ def _store_sums(partial_ptr, first, second, c, cols, col_ok):
     tl.store(base + c, second, mask=col_ok)
 
 
+@triton.jit
+def _last_program(counter_ptr):
+    """True in the program that finishes its channel tile's partial sums last: every other
+    program's stores are visible to it. It re-arms the tile's counter for the next launch."""
+    tl.debug_barrier()  # all of this program's partials stored before it counts itself done
+    done = tl.atomic_add(counter_ptr + tl.program_id(1), 1, sem="acq_rel")
+    tl.debug_barrier()
+    last = done == tl.num_programs(0) - 1
+    if last:
+        tl.store(counter_ptr + tl.program_id(1), 0)
+    return last
+
+
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
-def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_program,
-                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Sums of m (x - shift) and m (x - shift)^2 over this program's rows."""
+def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, counter_ptr, n_rows, c, rows_per_program,
+                  count_ptr, weight_ptr, stats_ptr, running_mean_ptr, running_var_ptr, tracked_ptr, eps,
+                  momentum, UPDATE: tl.constexpr, TRACKED: tl.constexpr, BLOCK_R: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
+    """Sums of m (x - shift) and m (x - shift)^2 over this program's rows; the last program of a
+    channel tile finalises it (`_finalise_stats`)."""
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < c
     shift = _vector(shift_ptr, cols, col_ok)[None, :]
@@ -79,6 +96,10 @@ def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, n_rows, c, rows_per_p
         first += d
         second += d * d
     _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
+    if _last_program(counter_ptr):
+        _finalise_stats(partial_ptr, count_ptr, shift_ptr, weight_ptr, stats_ptr, running_mean_ptr,
+                        running_var_ptr, tracked_ptr, c, eps, momentum, cols, col_ok, UPDATE, TRACKED,
+                        BLOCK_B, BLOCK_C)
 
 
 @triton.jit
@@ -94,9 +115,11 @@ def _grad_terms(dy_ptr, x_ptr, offsets, ok, m, mean, invstd, weight, bias, RELU:
 
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
 def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr, bias_ptr, partial_ptr,
-                       n_rows, c, rows_per_program, RELU: tl.constexpr, BLOCK_R: tl.constexpr,
-                       BLOCK_C: tl.constexpr):
-    """Sums of m dy and m dy xhat over this program's rows."""
+                       counter_ptr, n_rows, c, rows_per_program, count_ptr, means_ptr, grad_weight_ptr,
+                       grad_bias_ptr, RELU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                       BLOCK_B: tl.constexpr):
+    """Sums of m dy and m dy xhat over this program's rows; the last program of a channel tile
+    finalises it (`_finalise_grad`)."""
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_ok = cols < c
     mean = _vector(mean_ptr, cols, col_ok)[None, :]
@@ -112,42 +135,44 @@ def _grad_stats_kernel(dy_ptr, x_ptr, mask_ptr, mean_ptr, invstd_ptr, weight_ptr
         first += dy
         second += dy * xhat
     _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
+    if _last_program(counter_ptr):
+        _finalise_grad(partial_ptr, count_ptr, means_ptr, grad_weight_ptr, grad_bias_ptr, c, cols, col_ok,
+                       BLOCK_B, BLOCK_C)
 
 
 @triton.jit
-def _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The two column sums over every program's partials, added in program order."""
+def _added_partials(partial_ptr, c, cols, col_ok, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The two column sums over every program's partials, added in program order (read from L2,
+    where the other programs' stores are)."""
+    n_partials = tl.num_programs(0)
     first = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
     second = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
     for b0 in range(0, n_partials, BLOCK_B):
         b = b0 + tl.arange(0, BLOCK_B)
         ok = (b < n_partials)[:, None] & col_ok[None, :]
         base = partial_ptr + b[:, None].to(tl.int64) * 2 * c + cols[None, :]
-        first += tl.load(base, mask=ok, other=0.0)
-        second += tl.load(base + c, mask=ok, other=0.0)
+        first += tl.load(base, mask=ok, other=0.0, cache_modifier=".cg")
+        second += tl.load(base + c, mask=ok, other=0.0, cache_modifier=".cg")
     return tl.sum(first, axis=0), tl.sum(second, axis=0)
 
 
 @triton.jit
-def _finalise_stats_kernel(partial_ptr, count_ptr, shift_ptr, weight_ptr, mean_ptr, var_ptr, invstd_ptr,
-                           scale_ptr, running_mean_ptr, running_var_ptr, tracked_ptr, n_partials, c, eps,
-                           momentum, UPDATE: tl.constexpr, TRACKED: tl.constexpr, BLOCK_B: tl.constexpr,
-                           BLOCK_C: tl.constexpr):
-    """Mean, biased variance, 1/std and weight/std of each channel; with UPDATE, the running
-    statistics as nn.BatchNorm1d moves them (unbiased variance) and num_batches_tracked + 1."""
-    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < c
-    first, second = _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B, BLOCK_C)
+def _finalise_stats(partial_ptr, count_ptr, shift_ptr, weight_ptr, stats_ptr, running_mean_ptr,
+                    running_var_ptr, tracked_ptr, c, eps, momentum, cols, col_ok, UPDATE: tl.constexpr,
+                    TRACKED: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """stats [4, C] = mean, biased variance, 1/std and weight/std of each channel; with UPDATE, the
+    running statistics as nn.BatchNorm1d moves them (unbiased variance) and num_batches_tracked + 1."""
+    first, second = _added_partials(partial_ptr, c, cols, col_ok, BLOCK_B, BLOCK_C)
     n = tl.load(count_ptr).to(tl.float32)
     shifted_mean = first / n
     mean = _vector(shift_ptr, cols, col_ok) + shifted_mean
     var = tl.maximum(second / n - shifted_mean * shifted_mean, 0.0)
     invstd = 1.0 / tl.sqrt(var + eps)
-    tl.store(mean_ptr + cols, mean, mask=col_ok)
-    tl.store(var_ptr + cols, var, mask=col_ok)
-    tl.store(invstd_ptr + cols, invstd, mask=col_ok)
-    tl.store(scale_ptr + cols, _vector(weight_ptr, cols, col_ok) * invstd, mask=col_ok)
-    if UPDATE:  # shift_ptr may be running_mean itself: read above, written here by the same program
+    tl.store(stats_ptr + cols, mean, mask=col_ok)
+    tl.store(stats_ptr + c + cols, var, mask=col_ok)
+    tl.store(stats_ptr + 2 * c + cols, invstd, mask=col_ok)
+    tl.store(stats_ptr + 3 * c + cols, _vector(weight_ptr, cols, col_ok) * invstd, mask=col_ok)
+    if UPDATE:  # shift_ptr may be running_mean itself: every program has read it before this one ends
         unbiased = var * (n / tl.maximum(n - 1.0, 1.0))
         old_mean = _vector(running_mean_ptr, cols, col_ok)
         old_var = _vector(running_var_ptr, cols, col_ok)
@@ -156,20 +181,19 @@ def _finalise_stats_kernel(partial_ptr, count_ptr, shift_ptr, weight_ptr, mean_p
         tl.store(running_var_ptr + cols, (momentum * unbiased + (1.0 - momentum) * old_var)
                  .to(running_var_ptr.dtype.element_ty), mask=col_ok)
         if TRACKED:
-            if tl.program_id(0) == 0:
+            if tl.program_id(1) == 0:
                 tl.store(tracked_ptr, tl.load(tracked_ptr) + 1)
 
 
 @triton.jit
-def _finalise_grad_kernel(partial_ptr, count_ptr, mean_dy_ptr, mean_dyx_ptr, grad_weight_ptr, grad_bias_ptr,
-                          n_partials, c, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Means of m dy and m dy xhat; their sums are the bias's and the weight's gradients."""
-    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < c
-    sum_dy, sum_dyx = _added_partials(partial_ptr, n_partials, c, cols, col_ok, BLOCK_B, BLOCK_C)
+def _finalise_grad(partial_ptr, count_ptr, means_ptr, grad_weight_ptr, grad_bias_ptr, c, cols, col_ok,
+                   BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    """means [2, C] = means of m dy and m dy xhat; their sums are the bias's and the weight's
+    gradients."""
+    sum_dy, sum_dyx = _added_partials(partial_ptr, c, cols, col_ok, BLOCK_B, BLOCK_C)
     n = tl.load(count_ptr).to(tl.float32)
-    tl.store(mean_dy_ptr + cols, sum_dy / n, mask=col_ok)
-    tl.store(mean_dyx_ptr + cols, sum_dyx / n, mask=col_ok)
+    tl.store(means_ptr + cols, sum_dy / n, mask=col_ok)
+    tl.store(means_ptr + c + cols, sum_dyx / n, mask=col_ok)
     tl.store(grad_weight_ptr + cols, sum_dyx.to(grad_weight_ptr.dtype.element_ty), mask=col_ok)
     tl.store(grad_bias_ptr + cols, sum_dy.to(grad_bias_ptr.dtype.element_ty), mask=col_ok)
 
@@ -223,36 +247,80 @@ def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-STATS = Launcher(_stats_kernel)
-GRAD_STATS = Launcher(_grad_stats_kernel)
-_FINALISE_STATS = Launcher(_finalise_stats_kernel)
-_FINALISE_GRAD = Launcher(_finalise_grad_kernel)
+_STATS = Launcher(_stats_kernel)
+_GRAD_STATS = Launcher(_grad_stats_kernel)
 _APPLY = Launcher(_apply_kernel)
 _GRAD_APPLY = Launcher(_grad_apply_kernel)
 _INFERENCE = Launcher(_inference_kernel)
+_COUNTERS: dict[tuple[int, int], torch.Tensor] = {}
 
 
 def _runs(x: torch.Tensor, block_r: int, block_c: int, programs_per_sm: int) -> tuple[int, int]:
     """(programs, rows per program) of the column sums: about `programs_per_sm` programs per
     multiprocessor in all (over every channel tile), each over a run of whole row blocks (fixed by
     the shape: deterministic)."""
-    blocks, channel_tiles = triton.cdiv(x.shape[0], block_r), triton.cdiv(x.shape[1], block_c)
+    blocks, channel_tiles = max(1, triton.cdiv(x.shape[0], block_r)), triton.cdiv(x.shape[1], block_c)
     wanted = max(1, programs_per_sm * sm_count(x.device) // channel_tiles)
     blocks_per_program = triton.cdiv(blocks, min(blocks, wanted))
     return triton.cdiv(blocks, blocks_per_program), blocks_per_program * block_r
 
 
-def column_sums(kernel: Launcher, x: torch.Tensor, *args: Any, config: dict[str, int] | None = None,
-                **constexprs: Any) -> tuple[torch.Tensor, int]:
-    """(partials [programs, 2, C], programs): a sums kernel's per-program partial sums.
-    config: tile, warps and programs per multiprocessor (default SUMS_CONFIG; bench/batchnorm_tuning.py)."""
+def _counters(x: torch.Tensor, tiles: int) -> torch.Tensor:
+    """Zeroed int32 counters of the sums kernels' channel tiles, one buffer per device and stream
+    (kernels on one stream run one after another; each leaves its counters at zero again)."""
+    stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
+    key = (x.device.index or 0, stream)
+    counters = _COUNTERS.get(key)
+    if counters is None or counters.numel() < tiles:
+        counters = torch.zeros(max(tiles, 256), dtype=torch.int32, device=x.device)
+        _COUNTERS[key] = counters
+    return counters
+
+
+def _launch_sums(kernel: Launcher, x: torch.Tensor, inputs: tuple[Any, ...], finalise: tuple[Any, ...],
+                 config: dict[str, int] | None, **constexprs: Any) -> None:
+    """A sums kernel over x's shape: `inputs`, then partials, counters and the run of rows, then the
+    finalising arguments. config: tile, warps and programs per multiprocessor (default
+    SUMS_CONFIG; bench/batchnorm_tuning.py)."""
     config = dict(config or SUMS_CONFIG)
     programs_per_sm = config.pop("programs_per_sm")
     programs, rows_per_program = _runs(x, config["BLOCK_R"], config["BLOCK_C"], programs_per_sm)
+    tiles = triton.cdiv(x.shape[1], config["BLOCK_C"])
     partial = torch.empty(programs, 2, x.shape[1], dtype=torch.float32, device=x.device)
-    kernel((programs, triton.cdiv(x.shape[1], config["BLOCK_C"])), *args, partial, x.shape[0], x.shape[1],
-           rows_per_program, **constexprs, **config)
-    return partial, programs
+    kernel((programs, tiles), *inputs, partial, _counters(x, tiles), x.shape[0], x.shape[1], rows_per_program,
+           *finalise, **constexprs, BLOCK_B=_BLOCK_B, **config)
+
+
+def batch_statistics(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
+                     shift: torch.Tensor, running_mean: torch.Tensor | None = None,
+                     running_var: torch.Tensor | None = None, tracked: torch.Tensor | None = None,
+                     eps: float = 1e-5, momentum: float | None = None, config: dict[str, int] | None = None
+                     ) -> torch.Tensor:
+    """[4, C] fp32: mean, biased variance, 1/std and weight/std over the rows of x [N, C] where
+    mask [N] is 1 (`count` of them), in one kernel; with a momentum and running statistics, those
+    (and `tracked`) moved in place as nn.BatchNorm1d moves them."""
+    stats = torch.empty(4, x.shape[1], dtype=torch.float32, device=x.device)
+    update = momentum is not None and running_mean is not None and running_var is not None
+    finalise = (count, weight, stats, running_mean if update else stats, running_var if update else stats,
+                tracked if update and tracked is not None else count, float(eps), float(momentum or 0.0))
+    _launch_sums(_STATS, x, (x, mask, shift), finalise, config, UPDATE=update,
+                 TRACKED=update and tracked is not None)
+    return stats
+
+
+def grad_statistics(dy: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor,
+                    mean: torch.Tensor, invstd: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    relu: bool, grad_dtypes: tuple[torch.dtype, torch.dtype] = (torch.float32, torch.float32),
+                    config: dict[str, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(means [2, C] of m dy and m dy xhat, weight gradient, bias gradient) in one kernel; with
+    relu, dy is first masked where the normalised value is not positive."""
+    c = x.shape[1]
+    means = torch.empty(2, c, dtype=torch.float32, device=x.device)
+    grad_weight = torch.empty(c, dtype=grad_dtypes[0], device=x.device)
+    grad_bias = torch.empty(c, dtype=grad_dtypes[1], device=x.device)
+    _launch_sums(_GRAD_STATS, x, (dy, x, mask, mean, invstd, weight, bias),
+                 (count, means, grad_weight, grad_bias), config, RELU=relu)
+    return means, grad_weight, grad_bias
 
 
 class MaskedBatchNormFunction(torch.autograd.Function):
@@ -278,17 +346,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
                              f"the input {tuple(x.shape)} {x.dtype}")
         mask = mask.reshape(-1).float().contiguous()
         c = x.shape[1]
-        partial, programs = column_sums(STATS, x, x, mask, shift)
-        stats = torch.empty(4, c, dtype=torch.float32, device=x.device)
-        mean, var, invstd, scale = stats
-        update = momentum is not None and running_mean is not None and running_var is not None
-        _FINALISE_STATS(
-            (triton.cdiv(c, _FINAL_C),), partial, count, shift, weight, mean, var, invstd, scale,
-            running_mean if update else mean, running_var if update else var,
-            tracked if update and tracked is not None else count, programs, c, float(eps),
-            float(momentum or 0.0), UPDATE=update, TRACKED=update and tracked is not None,
-            BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C,
-        )
+        mean, var, invstd, scale = batch_statistics(x, mask, count, weight, shift, running_mean, running_var,
+                                                    tracked, eps, momentum)
         y = torch.empty_like(x)
         res = x if residual is None else residual.contiguous()  # unread without a residual
         _APPLY(grid(x), x, mask, mean, scale, bias, res, y, x.shape[0], c, RESIDUAL=residual is not None,
@@ -306,13 +365,8 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         x, mask, count, mean, invstd, scale, weight, bias, y = ctx.saved_tensors
         dy = dy.contiguous() if y is None else relu_grad(dy, y)
         c = x.shape[1]
-        partial, programs = column_sums(GRAD_STATS, x, dy, x, mask, mean, invstd, weight, bias,
-                                         RELU=ctx.relu)
-        means = torch.empty(2, c, dtype=torch.float32, device=x.device)
-        grad_weight = torch.empty(c, dtype=ctx.param_dtypes[0], device=x.device)
-        grad_bias = torch.empty(c, dtype=ctx.param_dtypes[1], device=x.device)
-        _FINALISE_GRAD((triton.cdiv(c, _FINAL_C),), partial, count, means[0], means[1], grad_weight,
-                       grad_bias, programs, c, BLOCK_B=_BLOCK_B, BLOCK_C=_FINAL_C)
+        means, grad_weight, grad_bias = grad_statistics(dy, x, mask, count, mean, invstd, weight, bias,
+                                                        ctx.relu, ctx.param_dtypes)
         dx = torch.empty_like(x)
         _GRAD_APPLY(grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
                     x.shape[0], c, RELU=ctx.relu, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
