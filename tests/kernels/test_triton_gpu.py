@@ -552,7 +552,8 @@ def test_cross_entropy_kernels_match_torch(dtype: torch.dtype, reduction: str,
     monkeypatch.setattr(CrossEntropyFunction, "apply", lambda *args: calls.append(1) or kernel_apply(*args))
 
     generator = torch.Generator(device="cuda").manual_seed(3)
-    n, c = 70_001, 17
+    # A sum over 60k rows (~5 each) overflows fp16's 65504, as torch's does: 7k rows keep it finite.
+    n, c = (70_001 if reduction == "mean" else 7_001), 17
     scores = (3 * torch.randn(n, c, device="cuda", generator=generator)).to(dtype).requires_grad_()
     labels = torch.randint(0, c, (n,), device="cuda", generator=generator)
     labels[::7] = -100
