@@ -238,7 +238,7 @@ def _masked_batch_norm(
 ) -> torch.Tensor:
     """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
     rows come out as zeros (then the ReLU, if `bn` has it fused). No host sync, so it can run
-    inside a CUDA graph. On CUDA tensors with the Triton backend: six kernels
+    inside a CUDA graph. On CUDA tensors with the Triton backend: four kernels
     (kernels.triton.batchnorm) instead of these passes.
 
     residual: returns relu(that + residual), padding rows zero (on the Triton backend, without a

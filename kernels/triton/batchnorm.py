@@ -1,4 +1,4 @@
-"""BatchNorm over the real rows of a padded tensor (`kernels.graphs`), in six Triton kernels.
+"""BatchNorm over the real rows of a padded tensor (`kernels.graphs`), in four Triton kernels.
 
 The same arithmetic as `kernels.nn.modules._masked_batch_norm` (statistics over rows whose mask is
 1, padding rows out as zeros) without its dozens of passes and tiny launches, which dominate the
