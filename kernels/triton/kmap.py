@@ -252,6 +252,9 @@ def _rarity_keys(mask: torch.Tensor, volume: int, keys: torch.Tensor, high: int)
     offset 26 first; putting the rarest first gathers the few rows that have rare offsets, so
     fewer tiles pay for them: about 10 % less tile work on LiDAR scans (1.57 -> 1.39 rows x
     offsets computed per real pair at full resolution, 1.87 -> 1.71 at stride 8, 64-row tiles).
+    Ordering those keys as a Gray code rather than as binary numbers takes another 1.5-3.5 % off
+    (dense64 at 5 cm: 1.39 -> 1.37 at full resolution, 1.71 -> 1.66 at stride 8, 1.95 -> 1.89
+    at stride 16; 128-row tiles 1.84 -> 1.78 and 2.08 -> 2.02).
     """
     if mask.shape[0]:
         counts = torch.zeros(volume, dtype=torch.int32, device=mask.device)

@@ -1,0 +1,137 @@
+"""Kernel configurations timed inside the graphed MinkUNet training step, not in isolation (GPU).
+
+    python bench/instep_configs.py --scan .benchdata/<sweep>.pcd.bin [--points dense64] [--voxel 0.05]
+        [--sums r32c32w8p4,r64c32w8p4,...] [--conv-sums on|off|both] [--out JSON]
+
+bench/batchnorm_tuning.py times a kernel by replaying it alone on one buffer, so its input sits
+in L2 between replays; inside a training step the features were written by other kernels, much
+of them evicted. This script captures a fresh GraphedTrainStep (dense64 batch 2, as
+bench/spconv_compare.py) per variant: each candidate configuration of the BatchNorm sums kernels
+(`kernels.triton.batchnorm.SUMS_CONFIG` and `GRAD_SUMS_CONFIG` both set to it), with the
+convolutions' column sums for the BatchNorms (`kernels.epilogue.BatchSums`) on, off or both. It
+times the replays (median of CUDA events over rotating scans) and sums the device time of each
+kernel over profiled replays. Prints a table; writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from profile_minkunet import batch_of_two  # noqa: E402
+from spconv_compare import environment, fresh, load_points, synthesise_dense, voxelise  # noqa: E402
+
+import kernels  # noqa: E402
+from kernels.functional import cross_entropy  # noqa: E402
+from kernels.graphs import GraphedTrainStep  # noqa: E402
+from kernels.nn import modules as spnn_modules  # noqa: E402
+from kernels.triton import batchnorm as tbn  # noqa: E402
+from weak3d.models import MinkUNet  # noqa: E402
+
+
+def parse_sums(text: str) -> dict[str, int]:
+    """'r64c32w8p4' -> BLOCK_R 64, BLOCK_C 32, 8 warps, 4 programs per multiprocessor."""
+    import re
+
+    match = re.fullmatch(r"r(\d+)c(\d+)w(\d+)p(\d+)", text)
+    if match is None:
+        raise ValueError(f"--sums: {text!r} is not of the form r<rows>c<channels>w<warps>p<programs>")
+    r, c, w, p = (int(g) for g in match.groups())
+    return {"BLOCK_R": r, "BLOCK_C": c, "num_warps": w, "programs_per_sm": p}
+
+
+def step_times(step: GraphedTrainStep, pairs: list[tuple[torch.Tensor, torch.Tensor]], iters: int
+               ) -> tuple[list[float], dict[str, float]]:
+    """(ms per replay, device us per kernel name over one replay) after warm-up and capture."""
+    def call(i: int) -> None:
+        coords, feats = pairs[i % len(pairs)]
+        labels = torch.randint(0, 17, (len(coords),), device="cuda")
+        step(kernels.SparseTensor(feats, fresh(coords)), labels)
+
+    for i in range(6):
+        call(i)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call(i)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for i in range(4):
+            call(i)
+        torch.cuda.synchronize()
+    kernels_us: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels_us[event.key] = event.self_device_time_total / 4
+    return times, kernels_us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scan", required=True)
+    parser.add_argument("--voxel", type=float, default=0.05)
+    parser.add_argument("--points", choices=("nuscenes", "dense64"), default="dense64")
+    parser.add_argument("--sums", default="r32c32w8p4,r64c32w8p4,r128c32w8p2,r128c32w8p4,r64c64w4p4,"
+                                          "r128c64w8p2,r64c32w4p8")
+    parser.add_argument("--conv-sums", choices=("on", "off", "both"), default="on",
+                        help="the convolutions' column sums for the BatchNorms (absent before they existed)")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    points = load_points(args.scan)
+    if args.points == "dense64":
+        points = synthesise_dense(points)
+    scans = [voxelise(points, args.voxel, 2 * math.pi * i / 8 + 0.1) for i in range(8)]
+    pairs = [batch_of_two(scans[i], scans[(i + 1) % 8]) for i in range(8)]
+    torch.manual_seed(0)
+    model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
+    watched = ("_stats_kernel", "_partials_stats_kernel", "_grad_stats_kernel", "_apply_kernel",
+               "_grad_apply_kernel", "implicit_gemm_kernel", "implicit_gemm_compact_kernel")
+    conv_sums = {"on": (True,), "off": (False,), "both": (True, False)}[args.conv_sums]
+    original_sums = getattr(spnn_modules, "_training_sums", None)
+    rows: list[dict[str, Any]] = []
+    for text, with_sums in itertools.product(args.sums.split(","), conv_sums):
+        tbn.SUMS_CONFIG = parse_sums(text)
+        if hasattr(tbn, "GRAD_SUMS_CONFIG"):
+            tbn.GRAD_SUMS_CONFIG = parse_sums(text)
+        if original_sums is not None:
+            spnn_modules._training_sums = original_sums if with_sums else (lambda *args: None)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+        step = GraphedTrainStep(model, cross_entropy, opt, autocast_dtype=torch.float16, max_graphs=8)
+        times, kernels_us = step_times(step, pairs, args.iters)
+        row = {"sums": text, "conv_sums": with_sums and original_sums is not None,
+               "config": dict(tbn.SUMS_CONFIG), "median_ms": statistics.median(times),
+               "min_ms": min(times), "busy_us": sum(kernels_us.values()),
+               "kernels_us": {k: kernels_us.get(k, 0.0) for k in watched}, "all_kernels_us": kernels_us}
+        rows.append(row)
+        print(f"{text:<12} conv sums {'on ' if row['conv_sums'] else 'off'} step {row['median_ms']:6.2f} ms "
+              f"(min {row['min_ms']:.2f}) busy {row['busy_us'] / 1e3:6.2f} ms | " + " ".join(
+                  f"{k.strip('_').replace('_kernel', '')} {v:.0f}" for k, v in row["kernels_us"].items()),
+              flush=True)
+        del step, opt
+        gc.collect()
+        torch.cuda.empty_cache()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"environment": environment(), "input": f"{args.points}@{args.voxel}",
+                                        "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
