@@ -70,13 +70,23 @@ def _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr
 
 
 @triton.jit
-def _store_column_sums(acc, y_dtype, rows, cols, row_ok, col_ok, c_out, sum_mask_ptr, shift_ptr, sums_ptr):
-    """sums[tile, 0] = column sums of m (y - shift), sums[tile, 1] = of its square, over this tile's
-    rows (m: the row mask, 0 on padding; y: the stored values, rounded to y's dtype): the partial
-    sums of batchnorm._stats_kernel, one per row tile."""
-    y = acc.to(y_dtype).to(tl.float32)
+def _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr):
+    """(row mask [M], shift [N]) of a tile's column sums, loaded before the main loop so that
+    the epilogue does not wait on them."""
     m = tl.load(sum_mask_ptr + rows, mask=row_ok, other=0.0)
-    shift = tl.load(shift_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    return m, tl.load(shift_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, m, shift, sums_ptr):
+    """sums[tile, 0] = column sums of m (y - shift), sums[tile, 1] = of its square, over this tile's
+    rows (m: the row mask, 0 on padding): the partial sums of batchnorm._stats_kernel, one per
+    row tile. y is read back as this program stored it (from L2, after a barrier: the load's
+    layout may give a thread another thread's elements): summing the accumulator registers too
+    made ptxas serialise the main loop's wgmma (its warning C7514)."""
+    tl.debug_barrier()
+    out = rows[:, None] * c_out + cols[None, :]
+    y = tl.load(y_ptr + out, mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
     d = (y - shift[None, :]) * m[:, None]
     base = sums_ptr + tl.program_id(0).to(tl.int64) * 2 * c_out + cols
     tl.store(base, tl.sum(d, axis=0), mask=col_ok)
@@ -110,6 +120,8 @@ def implicit_gemm_kernel(
         tile_mask = 0  # unused
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
+    if SUMS:
+        sum_m, shift = _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k in range(K):
         if FLIP:
@@ -129,8 +141,7 @@ def implicit_gemm_kernel(
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
                 eps, res_ptr, NORMALISE, RESIDUAL, RELU)
     if SUMS:
-        _store_column_sums(acc, y_ptr.dtype.element_ty, rows, cols, row_ok, col_ok, c_out, sum_mask_ptr,
-                           shift_ptr, sums_ptr)
+        _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, sum_m, shift, sums_ptr)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
@@ -162,6 +173,8 @@ def implicit_gemm_compact_kernel(
     steps = tl.sum(present.to(tl.int32), 0) * chunks
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
+    if SUMS:
+        sum_m, shift = _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for j in tl.range(0, steps, num_stages=STAGES):
         q = j // chunks
@@ -182,8 +195,7 @@ def implicit_gemm_compact_kernel(
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
                 eps, res_ptr, NORMALISE, RESIDUAL, RELU)
     if SUMS:
-        _store_column_sums(acc, y_ptr.dtype.element_ty, rows, cols, row_ok, col_ok, c_out, sum_mask_ptr,
-                           shift_ptr, sums_ptr)
+        _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, sum_m, shift, sums_ptr)
 
 
 @triton.jit
