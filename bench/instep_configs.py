@@ -1,23 +1,25 @@
 """Kernel configurations timed inside the graphed MinkUNet training step, not in isolation (GPU).
 
     python bench/instep_configs.py --scan .benchdata/<sweep>.pcd.bin [--points dense64] [--voxel 0.05]
-        [--sums r32c32w8p4,r64c32w8p4,...] [--conv-sums on|off|both] [--out JSON]
+        [--sums r32c32w8p4,r64c32w8p4,...] [--out JSON]
 
 bench/batchnorm_tuning.py times a kernel by replaying it alone on one buffer, so its input sits
 in L2 between replays; inside a training step the features were written by other kernels, much
 of them evicted. This script captures a fresh GraphedTrainStep (dense64 batch 2, as
-bench/spconv_compare.py) per variant: each candidate configuration of the BatchNorm sums kernels
-(`kernels.triton.batchnorm.SUMS_CONFIG` and `GRAD_SUMS_CONFIG` both set to it), with the
-convolutions' column sums for the BatchNorms (`kernels.epilogue.BatchSums`) on, off or both. It
-times the replays (median of CUDA events over rotating scans) and sums the device time of each
-kernel over profiled replays. Prints a table; writes JSON.
+bench/spconv_compare.py) per candidate configuration of the BatchNorm sums kernels
+(`kernels.triton.batchnorm.SUMS_CONFIG`, forward and backward), times its
+replays (median of CUDA events over rotating scans; host preparation included, as
+spconv_compare times it) and sums the device time of each kernel over profiled replays ("busy").
+Prints a table; writes JSON. (bench/results/instep_conv_sums_*.json and instep_bn_sums_sweep*
+came from this script at commit 83ac665 (run 2; b5013bc for the others), which could also
+switch off the since reverted convolution column sums and set the since removed
+GRAD_SUMS_CONFIG with SUMS_CONFIG.)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import json
 import math
 import statistics
@@ -36,7 +38,6 @@ from spconv_compare import environment, fresh, load_points, synthesise_dense, vo
 import kernels  # noqa: E402
 from kernels.functional import cross_entropy  # noqa: E402
 from kernels.graphs import GraphedTrainStep  # noqa: E402
-from kernels.nn import modules as spnn_modules  # noqa: E402
 from kernels.triton import batchnorm as tbn  # noqa: E402
 from weak3d.models import MinkUNet  # noqa: E402
 
@@ -89,8 +90,6 @@ def main() -> None:
     parser.add_argument("--points", choices=("nuscenes", "dense64"), default="dense64")
     parser.add_argument("--sums", default="r32c32w8p4,r64c32w8p4,r128c32w8p2,r128c32w8p4,r64c64w4p4,"
                                           "r128c64w8p2,r64c32w4p8")
-    parser.add_argument("--conv-sums", choices=("on", "off", "both"), default="on",
-                        help="the convolutions' column sums for the BatchNorms (absent before they existed)")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -101,26 +100,19 @@ def main() -> None:
     pairs = [batch_of_two(scans[i], scans[(i + 1) % 8]) for i in range(8)]
     torch.manual_seed(0)
     model = MinkUNet(num_classes=17, cr=1.0).cuda().train()
-    watched = ("_stats_kernel", "_partials_stats_kernel", "_grad_stats_kernel", "_apply_kernel",
-               "_grad_apply_kernel", "implicit_gemm_kernel", "implicit_gemm_compact_kernel")
-    conv_sums = {"on": (True,), "off": (False,), "both": (True, False)}[args.conv_sums]
-    original_sums = getattr(spnn_modules, "_training_sums", None)
+    watched = ("_stats_kernel", "_grad_stats_kernel", "_apply_kernel", "_grad_apply_kernel",
+               "implicit_gemm_kernel", "implicit_gemm_compact_kernel")
     rows: list[dict[str, Any]] = []
-    for text, with_sums in itertools.product(args.sums.split(","), conv_sums):
+    for text in args.sums.split(","):
         tbn.SUMS_CONFIG = parse_sums(text)
-        if hasattr(tbn, "GRAD_SUMS_CONFIG"):
-            tbn.GRAD_SUMS_CONFIG = parse_sums(text)
-        if original_sums is not None:
-            spnn_modules._training_sums = original_sums if with_sums else (lambda *args: None)
         opt = torch.optim.SGD(model.parameters(), lr=1e-6)
         step = GraphedTrainStep(model, cross_entropy, opt, autocast_dtype=torch.float16, max_graphs=8)
         times, kernels_us = step_times(step, pairs, args.iters)
-        row = {"sums": text, "conv_sums": with_sums and original_sums is not None,
-               "config": dict(tbn.SUMS_CONFIG), "median_ms": statistics.median(times),
+        row = {"sums": text, "config": dict(tbn.SUMS_CONFIG), "median_ms": statistics.median(times),
                "min_ms": min(times), "busy_us": sum(kernels_us.values()),
                "kernels_us": {k: kernels_us.get(k, 0.0) for k in watched}, "all_kernels_us": kernels_us}
         rows.append(row)
-        print(f"{text:<12} conv sums {'on ' if row['conv_sums'] else 'off'} step {row['median_ms']:6.2f} ms "
+        print(f"{text:<12} step {row['median_ms']:6.2f} ms "
               f"(min {row['min_ms']:.2f}) busy {row['busy_us'] / 1e3:6.2f} ms | " + " ".join(
                   f"{k.strip('_').replace('_kernel', '')} {v:.0f}" for k, v in row["kernels_us"].items()),
               flush=True)

@@ -1,13 +1,10 @@
-"""What a convolution can do for the BatchNorm that follows it, as its output is written.
+"""An eval-mode BatchNorm (and ReLU) applied to a convolution's output as it is written.
 
 At inference a BatchNorm on running statistics is a per-channel affine map: the Triton implicit
 GEMM applies it (and a residual sum, and the ReLU) to its fp32 accumulator before the one store,
 so the layer is one kernel and one pass over its output instead of two or three. Other backends
 apply it after the convolution with torch (`apply`): the same arithmetic, with the convolution's
 output rounded to its dtype first.
-
-In training (`BatchSums`), the implicit GEMM can write the column sums the BatchNorm's statistics
-are made of, one partial per row tile, so the BatchNorm skips its own pass over the output.
 """
 
 from __future__ import annotations
@@ -43,19 +40,3 @@ class NormEpilogue:
         if self.residual is not None:
             y = y + self.residual
         return torch.relu(y) if self.relu else y
-
-
-@dataclass
-class BatchSums:
-    """A training convolution's offer to sum its output's columns for the BatchNorm that follows:
-    sums of m (y - shift) and of its square over the rows, m = `mask` [N_out] float32 (1 for a
-    real row, 0 for padding), shift [C_out] float32 (the BatchNorm's running mean).
-
-    A backend that computes them sets `partials` ([tiles, 2, C_out] float32: the two sums of each
-    row tile of the output, to be added in tile order); otherwise it stays None and the BatchNorm
-    sums the output itself.
-    """
-
-    mask: torch.Tensor
-    shift: torch.Tensor
-    partials: torch.Tensor | None = None

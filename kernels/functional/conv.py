@@ -9,7 +9,7 @@ import torch
 
 from kernels.backend import SparseBackend, get_backend
 from kernels.coords import downsample_coords
-from kernels.epilogue import BatchSums, NormEpilogue
+from kernels.epilogue import NormEpilogue
 from kernels.kmap import KernelMap, build_kernel_map
 from kernels.tensor import SparseTensor, Stride, as_triple
 
@@ -45,7 +45,6 @@ def conv3d(
     dilation: int | Sequence[int] = 1,
     transposed: bool = False,
     epilogue: NormEpilogue | None = None,
-    sums: BatchSums | None = None,
 ) -> SparseTensor:
     """Sparse convolution with weight `[K, Cin, Cout]` (or `[Cin, Cout]` when K == 1).
 
@@ -55,12 +54,9 @@ def conv3d(
     parent's), through the matching down-sampling map read backwards (no kernel flip).
     epilogue: an eval-mode BatchNorm (and ReLU) applied to the output (after `bias`); backends with a
     `conv_epilogue` method apply it inside the convolution.
-    sums: in training, an offer to compute the output's column sums for the BatchNorm that follows
-    (`BatchSums`); a backend with `conv_epilogue` may fill `sums.partials`, others leave it unset.
     """
-    fusing = hasattr(get_backend(input.feats.device), "conv_epilogue") and bias is None
-    if fusing and (epilogue is not None or sums is not None):
-        return _conv3d(input, weight, kernel_size, stride, dilation, transposed, epilogue, sums)
+    if epilogue is not None and bias is None and hasattr(get_backend(input.feats.device), "conv_epilogue"):
+        return _conv3d(input, weight, kernel_size, stride, dilation, transposed, epilogue)
     output = _conv3d(input, weight, kernel_size, stride, dilation, transposed, None)
     if bias is not None:
         output = output.replace_feats(output.feats + bias)
@@ -75,9 +71,8 @@ def _conv3d(
     dilation: int | Sequence[int],
     transposed: bool,
     epilogue: NormEpilogue | None,
-    sums: BatchSums | None = None,
 ) -> SparseTensor:
-    """conv3d without bias; `epilogue` and `sums` (if given) go to the backend's conv_epilogue."""
+    """conv3d without bias; `epilogue` (if given) goes to the backend's conv_epilogue."""
     kernel_size = as_triple(kernel_size, "kernel_size")
     stride = as_triple(stride, "stride")
     dilation = as_triple(dilation, "dilation")
@@ -88,11 +83,9 @@ def _conv3d(
     backend = get_backend(input.feats.device)
 
     def run(feats: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
-        if epilogue is None and sums is None:
+        if epilogue is None:
             return backend.conv(feats, weight3, kmap)
-        if sums is None:
-            return backend.conv_epilogue(feats, weight3, kmap, epilogue)  # type: ignore[attr-defined]
-        return backend.conv_epilogue(feats, weight3, kmap, epilogue, sums=sums)  # type: ignore[attr-defined]
+        return backend.conv_epilogue(feats, weight3, kmap, epilogue)  # type: ignore[attr-defined]
 
     if math.prod(kernel_size) == 1 and stride == (1, 1, 1):
         output = input.replace_feats(input.feats @ weight3[0])

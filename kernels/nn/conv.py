@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kernels.epilogue import BatchSums, NormEpilogue
+from kernels.epilogue import NormEpilogue
 from kernels.functional.conv import conv3d
 from kernels.tensor import SparseTensor, as_triple
 
@@ -54,11 +54,9 @@ class Conv3d(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -std, std)
 
-    def forward(self, input: SparseTensor, epilogue: NormEpilogue | None = None,
-                sums: BatchSums | None = None) -> SparseTensor:
+    def forward(self, input: SparseTensor, epilogue: NormEpilogue | None = None) -> SparseTensor:
         """epilogue: an eval-mode BatchNorm (and ReLU) applied to the output, inside the convolution
-        where the backend can (`kernels.nn.ConvSequential` passes it at inference). sums: in
-        training, the output's column sums for the BatchNorm that follows, where the backend can."""
+        where the backend can (`kernels.nn.ConvSequential` passes it at inference)."""
         return conv3d(
             input,
             self.kernel,
@@ -68,14 +66,7 @@ class Conv3d(nn.Module):
             dilation=self.dilation,
             transposed=self.transposed,
             epilogue=epilogue,
-            sums=sums,
         )
-
-    def output_stride(self, input_stride: tuple[int, int, int]) -> tuple[int, int, int]:
-        """The stride of this convolution's output on an input of `input_stride`."""
-        if self.transposed:
-            return tuple(a // b for a, b in zip(input_stride, self.stride, strict=True))  # type: ignore[return-value]
-        return tuple(a * b for a, b in zip(input_stride, self.stride, strict=True))  # type: ignore[return-value]
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

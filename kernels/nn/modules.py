@@ -10,7 +10,6 @@ import torch.distributed as dist
 from torch import nn
 
 from kernels.backend import get_backend
-from kernels.epilogue import BatchSums
 from kernels.reference import compute_dtype
 from kernels.tensor import SparseTensor
 
@@ -26,26 +25,23 @@ class BatchNorm(nn.BatchNorm1d):
 
     fused_relu = False
 
-    def forward(self, input: SparseTensor, residual: SparseTensor | None = None,  # type: ignore[override]
-                partials: torch.Tensor | None = None) -> SparseTensor:
+    def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
+                ) -> SparseTensor:
         """residual (a residual block's shortcut, on the input's voxels): relu(normalised + residual),
-        in the normalising kernel itself when training on a padded tensor with the Triton backend.
-        partials: the statistics' column sums as the convolution that made `input` wrote them
-        (`kernels.epilogue.BatchSums`, shifted by the running mean), used when training on a padded
-        tensor with the Triton backend."""
+        in the normalising kernel itself when training on a padded tensor with the Triton backend."""
         if residual is None:
-            return self._normalise(input, partials)
+            return self._normalise(input)
         masked = input._caches.row_masks.get(input.stride)
         if masked is not None and self.training and residual.feats.dtype == input.feats.dtype:
             input.check_same_voxels(residual)
-            out = _masked_batch_norm(self, input.feats, *masked, residual=residual.feats, partials=partials)
+            out = _masked_batch_norm(self, input.feats, *masked, residual=residual.feats)
             return input.replace_feats(out)
-        return add_relu(self._normalise(input, partials), residual)
+        return add_relu(self._normalise(input), residual)
 
-    def _normalise(self, input: SparseTensor, partials: torch.Tensor | None = None) -> SparseTensor:
+    def _normalise(self, input: SparseTensor) -> SparseTensor:
         masked = input._caches.row_masks.get(input.stride)
         if masked is not None and self.training:
-            return input.replace_feats(_masked_batch_norm(self, input.feats, *masked, partials=partials))
+            return input.replace_feats(_masked_batch_norm(self, input.feats, *masked))
         if _fused_inference(self, input.feats):
             from kernels.triton.batchnorm import batch_norm_inference
 
@@ -85,10 +81,8 @@ class ConvSequential(nn.Sequential):
     When the BatchNorm would normalise with its running statistics in one Triton kernel (eval mode,
     nothing to differentiate, CUDA, the Triton backend; `_fused_inference`) and has no hooks of
     its own, the convolution applies it (and its fused ReLU) to its fp32 sums before the store
-    (`kernels.epilogue`): one kernel and one pass over the output fewer per layer. In training on
-    a padded tensor (`kernels.graphs`) with the Triton backend, the convolution writes the column
-    sums of its output for the BatchNorm's statistics as it stores it (`BatchSums`), so the
-    BatchNorm does not read its input twice. Otherwise exactly `nn.Sequential`.
+    (`kernels.epilogue`): one kernel and one pass over the output fewer per layer. Otherwise, and
+    in training, exactly `nn.Sequential`.
 
     `residual` (a residual block's shortcut, on the output's voxels): returns relu(output +
     residual); when the sequence ends in such a pair, inside its convolution's epilogue too, and
@@ -117,12 +111,6 @@ class ConvSequential(nn.Sequential):
                     return out
                 input = module(input, epilogue=epilogue)
                 i += 2
-            elif (sums := _training_sums(module, following, input)) is not None:
-                out = module(input, sums=sums)
-                if i + 2 == len(modules) and residual is not None:
-                    return following(out, residual=residual, partials=sums.partials)  # type: ignore[misc]
-                input = following(out, partials=sums.partials)  # type: ignore[misc]
-                i += 2
             elif (i + 1 == len(modules) and residual is not None and isinstance(module, BatchNorm)
                     and not module._forward_hooks and not module._forward_pre_hooks):
                 return module(input, residual=residual)  # the sum inside its kernel where it can
@@ -130,22 +118,6 @@ class ConvSequential(nn.Sequential):
                 input = module(input)
                 i += 1
         return input if residual is None else add_relu(input, residual)
-
-
-def _training_sums(conv: nn.Module, bn: nn.Module | None, input: SparseTensor) -> BatchSums | None:
-    """The column sums a training convolution can write for the BatchNorm after it: a `BatchSums`
-    over the output's row mask (a padded tensor of `kernels.graphs`), shifted by the running mean,
-    on the Triton backend; None where the pair does not qualify."""
-    from kernels.nn.conv import Conv3d
-
-    if not (isinstance(conv, Conv3d) and isinstance(bn, BatchNorm) and bn.training and conv.bias is None
-            and bn.track_running_stats and bn.running_mean is not None and _triton_rows(input.feats)
-            and not bn._forward_hooks and not bn._forward_pre_hooks):
-        return None
-    masked = input._caches.row_masks.get(conv.output_stride(input.stride))
-    if masked is None:
-        return None
-    return BatchSums(masked[0].reshape(-1).float().contiguous(), bn.running_mean.detach())
 
 
 def _fused_inference(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> bool:
@@ -184,10 +156,10 @@ class SyncBatchNorm(BatchNorm):
         """
         return _convert(module, (BatchNorm,), cls)
 
-    def forward(self, input: SparseTensor, residual: SparseTensor | None = None,  # type: ignore[override]
-                partials: torch.Tensor | None = None) -> SparseTensor:
+    def forward(self, input: SparseTensor, residual: SparseTensor | None = None  # type: ignore[override]
+                ) -> SparseTensor:
         if not (self.training and self.synchronize and _several_processes()):
-            return super().forward(input, residual, partials)
+            return super().forward(input, residual)
         out = input.replace_feats(_activate(self, _synced_batch_norm(self, input.feats)))
         return out if residual is None else add_relu(out, residual)
 
@@ -262,7 +234,7 @@ def _triton_rows(x: torch.Tensor) -> bool:
 
 def _masked_batch_norm(
     bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor,
-    residual: torch.Tensor | None = None, partials: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batch normalisation of the rows of `x` where `mask` [N, 1] is 1 (`count` of them); the other
     rows come out as zeros (then the ReLU, if `bn` has it fused). No host sync, so it can run
@@ -270,11 +242,9 @@ def _masked_batch_norm(
     (kernels.triton.batchnorm) instead of these passes.
 
     residual: returns relu(that + residual), padding rows zero (on the Triton backend, without a
-    fused ReLU, inside the normalising pass). partials: the statistics' column sums from the
-    convolution that made x (`BatchSums`, shifted by the running mean), used on the Triton backend."""
+    fused ReLU, inside the normalising pass)."""
     if residual is not None and (getattr(bn, "fused_relu", False) or not _triton_rows(x)):
-        normalised = _masked_batch_norm(bn, x, mask, count, partials=partials)
-        return torch.relu((normalised + residual) * mask).to(x.dtype)
+        return torch.relu((_masked_batch_norm(bn, x, mask, count) + residual) * mask).to(x.dtype)
     if _triton_rows(x):
         from kernels.triton.batchnorm import MaskedBatchNormFunction
 
@@ -282,13 +252,11 @@ def _masked_batch_norm(
         bias = bn.bias if bn.affine else x.new_zeros(x.shape[1], dtype=torch.float32)
         tracking = bn.track_running_stats and bn.running_mean is not None
         shift = bn.running_mean if tracking else x.new_zeros(x.shape[1], dtype=torch.float32)
-        if partials is not None and not tracking:
-            raise ValueError("batch norm: partial sums are shifted by the running mean, which this one lacks")
         # With a momentum the kernels move the running statistics themselves (no extra launches).
         momentum = bn.momentum if tracking else None
         out, mean, var = MaskedBatchNormFunction.apply(
             x, mask, count, weight, bias, shift.detach(), bn.running_mean, bn.running_var,
-            bn.num_batches_tracked, bn.eps, momentum, getattr(bn, "fused_relu", False), residual, partials)
+            bn.num_batches_tracked, bn.eps, momentum, getattr(bn, "fused_relu", False), residual)
         if tracking and momentum is None:
             _update_running_stats(bn, mean, var, count)
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.epilogue import BatchSums, NormEpilogue
+from kernels.epilogue import NormEpilogue
 from kernels.kmap import KernelMap
 from kernels.reference import ReferenceBackend, compute_dtype
 from kernels.tensor import Stride
@@ -46,17 +46,15 @@ class TritonBackend:
 
     def conv_epilogue(
         self, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap | gpu_kmap.GPUKernelMap,
-        epilogue: NormEpilogue | None, sums: BatchSums | None = None,
+        epilogue: NormEpilogue | None,
     ) -> torch.Tensor:
-        """`conv`, then an eval-mode BatchNorm (and ReLU): inside the implicit GEMM at inference.
-        sums: in training, the output's column sums for the BatchNorm that follows, computed by
-        the implicit GEMM as it stores (left unset on the reference path)."""
+        """`conv`, then an eval-mode BatchNorm (and ReLU): inside the implicit GEMM at inference."""
         if not isinstance(kmap, gpu_kmap.GPUKernelMap) or compute_dtype(feats) not in _TRITON_DTYPES:
             out = self._reference.conv(feats, weight, kmap)  # type: ignore[arg-type]
         elif torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
-            out = TritonConvFunction.apply(feats, weight, kmap, sums)
-        else:  # inference: no autograd node to build
-            return conv_forward(feats, weight, kmap, epilogue, sums)
+            out = TritonConvFunction.apply(feats, weight, kmap)
+        else:
+            return conv_forward(feats, weight, kmap, epilogue)  # inference: no autograd node to build
         return out if epilogue is None else epilogue.apply(out)
 
     def voxelize(self, point_feats: torch.Tensor, voxel_index: torch.Tensor, n_voxels: int) -> torch.Tensor:

@@ -10,9 +10,7 @@ per row of its tile and adds them up once at the end (a cross-warp sum at every 
 kernels run at a quarter of the memory bandwidth), stores them, and counts itself done on a
 per-channel-tile counter; the last program of a channel tile adds every program's partials in
 program order and finalises: deterministic, and no separate finalising launch (it cost ~4 us of
-a graphed step per BatchNorm and direction). After an implicit-GEMM convolution the forward
-sums come with its output instead (`kernels.epilogue.BatchSums`: one partial per row tile, written
-as the tile is stored), and one small kernel adds those: no pass over the features.
+a graphed step per BatchNorm and direction).
 
 `batch_norm_inference`: the eval-mode normalisation (running statistics) as one kernel.
 """
@@ -34,7 +32,6 @@ _BLOCK_B = 128  # partials added per step when finalising (several loads in flig
 # best single choice over MinkUNet's shapes, forward and backward together, on an H200
 # (bench/results/batchnorm_tuning.json: 2.0-3.1 TB/s against 0.9-1.9 for 128 x 64 tiles).
 SUMS_CONFIG = {"BLOCK_R": 32, "BLOCK_C": 32, "num_warps": 8, "programs_per_sm": 4}
-GRAD_SUMS_CONFIG = dict(SUMS_CONFIG)  # the backward's sums (dy and x: twice the bytes per row)
 
 
 @triton.jit
@@ -98,32 +95,6 @@ def _stats_kernel(x_ptr, mask_ptr, shift_ptr, partial_ptr, counter_ptr, n_rows, 
         d = (tl.load(x_ptr + offsets, mask=ok, other=0.0).to(tl.float32) - shift) * m
         first += d
         second += d * d
-    _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
-    if _last_program(counter_ptr):
-        _finalise_stats(partial_ptr, count_ptr, shift_ptr, weight_ptr, stats_ptr, running_mean_ptr,
-                        running_var_ptr, tracked_ptr, c, eps, momentum, cols, col_ok, UPDATE, TRACKED,
-                        BLOCK_B, BLOCK_C)
-
-
-@triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
-def _partials_stats_kernel(parts_ptr, shift_ptr, partial_ptr, counter_ptr, n_rows, c, rows_per_program,
-                           count_ptr, weight_ptr, stats_ptr, running_mean_ptr, running_var_ptr, tracked_ptr,
-                           eps, momentum, UPDATE: tl.constexpr, TRACKED: tl.constexpr, BLOCK_R: tl.constexpr,
-                           BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
-    """_stats_kernel on sums made elsewhere: parts [n_rows, 2, C] holds the two column sums of each
-    row tile of a convolution's output (its implicit GEMM wrote them, `_store_column_sums`); this
-    program adds a run of them, and the last program of a channel tile finalises."""
-    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_ok = cols < c
-    start, end = _run(rows_per_program, n_rows)
-    first = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
-    second = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.float32)
-    for r0 in range(start, end, BLOCK_R):
-        rows = r0 + tl.arange(0, BLOCK_R)
-        ok = (rows < end)[:, None] & col_ok[None, :]
-        base = parts_ptr + rows[:, None].to(tl.int64) * 2 * c + cols[None, :]
-        first += tl.load(base, mask=ok, other=0.0)
-        second += tl.load(base + c, mask=ok, other=0.0)
     _store_sums(partial_ptr, tl.sum(first, axis=0), tl.sum(second, axis=0), c, cols, col_ok)
     if _last_program(counter_ptr):
         _finalise_stats(partial_ptr, count_ptr, shift_ptr, weight_ptr, stats_ptr, running_mean_ptr,
@@ -277,10 +248,6 @@ def _inference_kernel(x_ptr, running_mean_ptr, running_var_ptr, weight_ptr, bias
 
 
 _STATS = Launcher(_stats_kernel)
-_PARTIALS_STATS = Launcher(_partials_stats_kernel)
-# Tiles of the partial sums a convolution wrote (fp32, 2 per row tile): a run of 32 of them per
-# program (few in all: a 186k-row output has ~3k row tiles).
-_PARTIALS_CONFIG = {"BLOCK_R": 32, "BLOCK_C": 32, "num_warps": 4, "programs_per_sm": 1}
 _GRAD_STATS = Launcher(_grad_stats_kernel)
 _APPLY = Launcher(_apply_kernel)
 _GRAD_APPLY = Launcher(_grad_apply_kernel)
@@ -312,9 +279,9 @@ def _counters(x: torch.Tensor, tiles: int) -> torch.Tensor:
 
 def _launch_sums(kernel: Launcher, x: torch.Tensor, inputs: tuple[Any, ...], finalise: tuple[Any, ...],
                  config: dict[str, int] | None, **constexprs: Any) -> None:
-    """A sums kernel over x's shape (`[rows, C]`): `inputs`, then partials, counters and the run of
-    rows, then the finalising arguments. config: tile, warps and programs per multiprocessor
-    (default SUMS_CONFIG; bench/batchnorm_tuning.py)."""
+    """A sums kernel over x's shape: `inputs`, then partials, counters and the run of rows, then the
+    finalising arguments. config: tile, warps and programs per multiprocessor (default
+    SUMS_CONFIG; bench/batchnorm_tuning.py)."""
     config = dict(config or SUMS_CONFIG)
     programs_per_sm = config.pop("programs_per_sm")
     programs, rows_per_program = _runs(x, config["BLOCK_R"], config["BLOCK_C"], programs_per_sm)
@@ -327,28 +294,17 @@ def _launch_sums(kernel: Launcher, x: torch.Tensor, inputs: tuple[Any, ...], fin
 def batch_statistics(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
                      shift: torch.Tensor, running_mean: torch.Tensor | None = None,
                      running_var: torch.Tensor | None = None, tracked: torch.Tensor | None = None,
-                     eps: float = 1e-5, momentum: float | None = None, config: dict[str, int] | None = None,
-                     partials: torch.Tensor | None = None) -> torch.Tensor:
+                     eps: float = 1e-5, momentum: float | None = None, config: dict[str, int] | None = None
+                     ) -> torch.Tensor:
     """[4, C] fp32: mean, biased variance, 1/std and weight/std over the rows of x [N, C] where
     mask [N] is 1 (`count` of them), in one kernel; with a momentum and running statistics, those
-    (and `tracked`) moved in place as nn.BatchNorm1d moves them.
-
-    partials: [tiles, 2, C] fp32 column sums of m (x - shift) and its square per row tile, written
-    by the convolution that made x (`kernels.epilogue.BatchSums`): they are added instead of
-    reading x again."""
+    (and `tracked`) moved in place as nn.BatchNorm1d moves them."""
     stats = torch.empty(4, x.shape[1], dtype=torch.float32, device=x.device)
     update = momentum is not None and running_mean is not None and running_var is not None
     finalise = (count, weight, stats, running_mean if update else stats, running_var if update else stats,
                 tracked if update and tracked is not None else count, float(eps), float(momentum or 0.0))
-    flags = {"UPDATE": update, "TRACKED": update and tracked is not None}
-    if partials is None:
-        _launch_sums(_STATS, x, (x, mask, shift), finalise, config, **flags)
-    else:
-        if partials.dim() != 3 or partials.shape[1:] != (2, x.shape[1]) or partials.dtype != torch.float32:
-            raise ValueError(f"batch norm: partial sums {tuple(partials.shape)} {partials.dtype} do not fit "
-                             f"features of {x.shape[1]} channels (expected [tiles, 2, C] float32)")
-        _launch_sums(_PARTIALS_STATS, partials[:, 0], (partials, shift), finalise, config or _PARTIALS_CONFIG,
-                     **flags)
+    _launch_sums(_STATS, x, (x, mask, shift), finalise, config, UPDATE=update,
+                 TRACKED=update and tracked is not None)
     return stats
 
 
@@ -363,7 +319,7 @@ def grad_statistics(dy: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, count
     grad_weight = torch.empty(c, dtype=grad_dtypes[0], device=x.device)
     grad_bias = torch.empty(c, dtype=grad_dtypes[1], device=x.device)
     _launch_sums(_GRAD_STATS, x, (dy, x, mask, mean, invstd, weight, bias),
-                 (count, means, grad_weight, grad_bias), config or GRAD_SUMS_CONFIG, RELU=relu)
+                 (count, means, grad_weight, grad_bias), config, RELU=relu)
     return means, grad_weight, grad_bias
 
 
@@ -375,16 +331,15 @@ class MaskedBatchNormFunction(torch.autograd.Function):
     running statistics, the kernels update them (and num_batches_tracked, if given) in place;
     momentum None leaves them to the caller. relu: y = max(normalised, 0). residual ([N, C], x's
     dtype): y = max(normalised + residual, 0) in the same pass (a residual block's end; `relu` is
-    then implied), and the residual gets the ReLU's input gradient. partials: the statistics' column
-    sums as the convolution that made x wrote them (`batch_statistics`), shifted by `shift`.
+    then implied), and the residual gets the ReLU's input gradient.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor, shift: torch.Tensor, running_mean: torch.Tensor | None,
                 running_var: torch.Tensor | None, tracked: torch.Tensor | None, eps: float,
-                momentum: float | None, relu: bool = False, residual: torch.Tensor | None = None,
-                partials: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                momentum: float | None, relu: bool = False, residual: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, ...]:
         x = x.contiguous()
         if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype):
             raise ValueError(f"batch norm: residual {tuple(residual.shape)} {residual.dtype} does not match "
@@ -392,7 +347,7 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         mask = mask.reshape(-1).float().contiguous()
         c = x.shape[1]
         mean, var, invstd, scale = batch_statistics(x, mask, count, weight, shift, running_mean, running_var,
-                                                    tracked, eps, momentum, partials=partials)
+                                                    tracked, eps, momentum)
         y = torch.empty_like(x)
         res = x if residual is None else residual.contiguous()  # unread without a residual
         _APPLY(grid(x), x, mask, mean, scale, bias, res, y, x.shape[0], c, RESIDUAL=residual is not None,
@@ -416,8 +371,7 @@ class MaskedBatchNormFunction(torch.autograd.Function):
         _GRAD_APPLY(grid(x), dy, x, mask, mean, invstd, weight, bias, scale, means[0], means[1], dx,
                     x.shape[0], c, RELU=ctx.relu, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
         grad_residual = None if y is None else dy
-        unused = (None,) * 7  # shift, running statistics, tracked, eps, momentum, relu
-        return dx, None, None, grad_weight, grad_bias, *unused, grad_residual, None
+        return dx, None, None, grad_weight, grad_bias, None, None, None, None, None, None, None, grad_residual
 
 
 def batch_norm_inference(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,

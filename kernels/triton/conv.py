@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import triton
 
-from kernels.epilogue import BatchSums, NormEpilogue
+from kernels.epilogue import NormEpilogue
 from kernels.reference import autocast_operands
 from kernels.triton import conv_kernels as ck
 from kernels.triton import settings
@@ -88,14 +88,12 @@ def weight_grad_config(
 def implicit_gemm(
     x: torch.Tensor, weight: torch.Tensor, side: MapSide, transpose_weight: bool,
     config: dict[str, int] | None = None, epilogue: NormEpilogue | None = None,
-    sums: BatchSums | None = None,
 ) -> torch.Tensor:
     """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T).
 
     config: tile shape, warps and STAGES (> 0: the pipelined compact kernel), default gemm_config.
     epilogue: an eval-mode BatchNorm (and a residual sum, and ReLU) applied to the fp32 sums before
-    the store. sums: the column sums of y for a training BatchNorm, written into `sums.partials`
-    (one per row tile).
+    the store.
     """
     n_rows, volume = side.table.shape
     if transpose_weight:
@@ -121,20 +119,12 @@ def implicit_gemm(
         norm = (epilogue.running_mean, epilogue.running_var, epilogue.weight, epilogue.bias, epilogue.eps,
                 y if residual is None else residual.contiguous())
     flags = {"NORMALISE": epilogue is not None, "RESIDUAL": residual is not None,
-             "RELU": epilogue is not None and epilogue.relu, "SUMS": False}
-    column_sums: tuple[torch.Tensor, ...] = (y, y, y)  # unread
-    if sums is not None and epilogue is None:
-        if sums.mask.shape != (n_rows,) or sums.shift.shape != (c_out,):
-            raise ValueError(f"conv column sums: mask {tuple(sums.mask.shape)} and shift "
-                             f"{tuple(sums.shift.shape)} do not fit an output of {n_rows} x {c_out}")
-        sums.partials = torch.empty(grid[0], 2, c_out, dtype=torch.float32, device=x.device)
-        column_sums = (sums.mask, sums.shift, sums.partials)
-        flags["SUMS"] = True
+             "RELU": epilogue is not None and epilogue.relu}
     if side.sorted_table is not None and stages:
         _IMPLICIT_GEMM_COMPACT(
             grid,
             x, weight, y, side.sorted_table, side.perm, side.sorted_mask,
-            n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm, *column_sums,
+            n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm,
             K=volume, K_POW2=triton.next_power_of_2(volume), FLIP=side.flip, PRECISION=precision,
             STAGES=stages, **flags, **config,
         )
@@ -146,7 +136,7 @@ def implicit_gemm(
     _IMPLICIT_GEMM(
         grid,
         x, weight, y, table, perm, mask,
-        n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm, *column_sums,
+        n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm,
         K=volume, FLIP=side.flip, SORTED=side.sorted_table is not None, PRECISION=precision, **flags,
         **config,
     )
@@ -202,31 +192,26 @@ def _compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Ten
 
 
 def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap,
-                 epilogue: NormEpilogue | None = None, sums: BatchSums | None = None) -> torch.Tensor:
+                 epilogue: NormEpilogue | None = None) -> torch.Tensor:
     """The forward convolution alone (no autograd graph), in the autocast dtype if one is active,
-    with an eval-mode BatchNorm (and ReLU) applied before the store if `epilogue` is given, and the
-    column sums for a training BatchNorm written into `sums` if given."""
+    with an eval-mode BatchNorm (and ReLU) applied before the store if `epilogue` is given."""
     feats, weight = _compute_dtype(feats, weight)
-    return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False, epilogue=epilogue,
-                         sums=sums)
+    return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False, epilogue=epilogue)
 
 
 class TritonConvFunction(torch.autograd.Function):
     """Sparse convolution `[n_in, Cin] -> [n_out, Cout]` with weight `[K, Cin, Cout]` on a GPUKernelMap."""
 
     @staticmethod
-    def forward(ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap,
-                sums: BatchSums | None = None) -> torch.Tensor:
-        """sums: the output's column sums for the BatchNorm that follows (no gradient flows there)."""
+    def forward(ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: GPUKernelMap) -> torch.Tensor:
         ctx.weight_dtype = weight.dtype  # the gradient goes back in it, straight from fp32
         feats, weight = _compute_dtype(feats, weight)
         ctx.kmap = kmap
         ctx.save_for_backward(feats, weight)
-        return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False, sums=sums)
+        return implicit_gemm(feats, weight, kmap.output_side(), transpose_weight=False)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor
-                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         feats, weight = ctx.saved_tensors
         kmap: GPUKernelMap = ctx.kmap
         grad_out = grad_out.to(feats.dtype).contiguous()
@@ -235,4 +220,4 @@ class TritonConvFunction(torch.autograd.Function):
             grad_feats = implicit_gemm(grad_out, weight, kmap.input_side(), transpose_weight=True)
         if ctx.needs_input_grad[1]:
             grad_weight = weight_grad(feats, grad_out, kmap, weight.shape[0]).to(ctx.weight_dtype)
-        return grad_feats, grad_weight, None, None
+        return grad_feats, grad_weight, None

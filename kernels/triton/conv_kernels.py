@@ -8,9 +8,7 @@ memory access at all. For each present offset the tile gathers the neighbours' f
 straight from global memory (fused gather: no gathered copy) and accumulates `A_k @ W_k` in fp32.
 Each output element is written once by one program, offsets summed in a fixed order:
 deterministic without atomics. At inference an eval-mode BatchNorm (and ReLU) can be applied to
-the fp32 sums before the store (NORMALISE). In training each tile can also write the column sums of
-what it stored (shifted, over real rows) for the BatchNorm that follows (SUMS): the statistics
-then need no pass over the output.
+the fp32 sums before the store (NORMALISE).
 
 Weight gradient, stream-K: dW[k] = sum over the pairs (i, o) of offset k of x[i]^T dy[o]. The
 pairs of all offsets, concatenated offset after offset, are cut into `n_programs` equal segments;
@@ -69,44 +67,19 @@ def _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr
     tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.jit
-def _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr):
-    """(row mask [M], shift [N]) of a tile's column sums, loaded before the main loop so that
-    the epilogue does not wait on them."""
-    m = tl.load(sum_mask_ptr + rows, mask=row_ok, other=0.0)
-    return m, tl.load(shift_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-
-
-@triton.jit
-def _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, m, shift, sums_ptr):
-    """sums[tile, 0] = column sums of m (y - shift), sums[tile, 1] = of its square, over this tile's
-    rows (m: the row mask, 0 on padding): the partial sums of batchnorm._stats_kernel, one per
-    row tile. y is read back as this program stored it (from L2, after a barrier: the load's
-    layout may give a thread another thread's elements): summing the accumulator registers too
-    made ptxas serialise the main loop's wgmma (its warning C7514)."""
-    tl.debug_barrier()
-    out = rows[:, None] * c_out + cols[None, :]
-    y = tl.load(y_ptr + out, mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
-    d = (y - shift[None, :]) * m[:, None]
-    base = sums_ptr + tl.program_id(0).to(tl.int64) * 2 * c_out + cols
-    tl.store(base, tl.sum(d, axis=0), mask=col_ok)
-    tl.store(base + c_out, tl.sum(d * d, axis=0), mask=col_ok)
-
-
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
-    res_ptr, sum_mask_ptr, shift_ptr, sums_ptr,
-    K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
-    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr, SUMS: tl.constexpr,
+    res_ptr, K: tl.constexpr, FLIP: tl.constexpr, SORTED: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """y[rows] = sum_k x[table[k, slot]] @ W[k] (table entry -1: no neighbour).
 
     SORTED: table is `[K, n]` in mask order, perm[slot] is the output row of a slot and mask[slot]
     its neighbour bitmask. Else table is `[n, K]` in row order (no masks: wide kernels).
-    FLIP reads the table's column K-1-k for weight row k. SUMS: see _store_column_sums.
+    FLIP reads the table's column K-1-k for weight row k.
     """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -120,8 +93,6 @@ def implicit_gemm_kernel(
         tile_mask = 0  # unused
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
-    if SUMS:
-        sum_m, shift = _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k in range(K):
         if FLIP:
@@ -140,17 +111,14 @@ def implicit_gemm_kernel(
                                   cols, col_ok, PRECISION, BLOCK_K)
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
                 eps, res_ptr, NORMALISE, RESIDUAL, RELU)
-    if SUMS:
-        _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, sum_m, shift, sums_ptr)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def implicit_gemm_compact_kernel(
     x_ptr, w_ptr, y_ptr, table_ptr, perm_ptr, mask_ptr,
     n_rows, c_in, c_out, stride_wk, stride_wi, stride_wo, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr, eps,
-    res_ptr, sum_mask_ptr, shift_ptr, sums_ptr,
-    K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
-    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr, SUMS: tl.constexpr,
+    res_ptr, K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
     """The SORTED implicit GEMM as one flat loop over (present offset, Cin chunk) that Triton can
@@ -173,8 +141,6 @@ def implicit_gemm_compact_kernel(
     steps = tl.sum(present.to(tl.int32), 0) * chunks
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
-    if SUMS:
-        sum_m, shift = _sums_operands(rows, cols, row_ok, col_ok, sum_mask_ptr, shift_ptr)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for j in tl.range(0, steps, num_stages=STAGES):
         q = j // chunks
@@ -194,8 +160,6 @@ def implicit_gemm_compact_kernel(
         acc = tl.dot(a, w, acc, input_precision=PRECISION)
     _store_rows(acc, y_ptr, rows, cols, row_ok, col_ok, c_out, mean_ptr, var_ptr, bn_weight_ptr, bn_bias_ptr,
                 eps, res_ptr, NORMALISE, RESIDUAL, RELU)
-    if SUMS:
-        _store_column_sums(y_ptr, rows, cols, row_ok, col_ok, c_out, sum_m, shift, sums_ptr)
 
 
 @triton.jit
