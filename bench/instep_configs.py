@@ -22,6 +22,7 @@ import argparse
 import gc
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -33,7 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from profile_minkunet import batch_of_two  # noqa: E402
-from spconv_compare import environment, fresh, load_points, synthesise_dense, voxelise  # noqa: E402
+from spconv_compare import (  # noqa: E402
+    environment,
+    event_time,
+    fresh,
+    load_points,
+    synthesise_dense,
+    voxelise,
+)
 
 import kernels  # noqa: E402
 from kernels.functional import cross_entropy  # noqa: E402
@@ -44,8 +52,6 @@ from weak3d.models import MinkUNet  # noqa: E402
 
 def parse_sums(text: str) -> dict[str, int]:
     """'r64c32w8p4' -> BLOCK_R 64, BLOCK_C 32, 8 warps, 4 programs per multiprocessor."""
-    import re
-
     match = re.fullmatch(r"r(\d+)c(\d+)w(\d+)p(\d+)", text)
     if match is None:
         raise ValueError(f"--sums: {text!r} is not of the form r<rows>c<channels>w<warps>p<programs>")
@@ -64,14 +70,7 @@ def step_times(step: GraphedTrainStep, pairs: list[tuple[torch.Tensor, torch.Ten
     for i in range(6):
         call(i)
     torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call(i)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+    times = [event_time(call, i) for i in range(iters)]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for i in range(4):
             call(i)
