@@ -63,6 +63,14 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
     for stages in (2, 4):
         out[f"pipe{stages} m64 w4"] = {"BLOCK_M": 64, "BLOCK_N": block_n, "BLOCK_K": block_k, "num_warps": 4,
                                        "STAGES": stages}
+    # The pipelined kernel with its table block read before the loop (PRELOAD): only then does
+    # Triton keep STAGES - 1 gathers in flight (a CPU compile for sm_90a: STAGES buffers, waits
+    # that leave the newer copies pending; without it one buffer set, waits for every copy).
+    for block_m, warps in ((32, 2), (32, 4), (64, 4), (128, 4)):
+        for stages in (2, 3, 4):
+            out[f"pre{stages} m{block_m} w{warps}"] = {
+                "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "num_warps": warps,
+                "STAGES": stages, "PRELOAD": 1}
     if block_n > 64:  # more programs for layers of few rows
         for name in ("pipe m64 w4", "loop m64 w4", "loop m32 w4"):
             out[f"{name} n64"] = {**out[name], "BLOCK_N": 64}

@@ -1,13 +1,15 @@
 """Kernel configurations timed inside the graphed MinkUNet training step, not in isolation (GPU).
 
     python bench/instep_configs.py --scan .benchdata/<sweep>.pcd.bin [--points dense64] [--voxel 0.05]
-        [--sums r32c32w8p4,r64c32w8p4,...] [--out JSON]
+        [--sums r32c32w8p4,r64c32w8p4,...] [--gemm base,pre,pre3,pre4] [--out JSON]
 
 bench/batchnorm_tuning.py times a kernel by replaying it alone on one buffer, so its input sits
 in L2 between replays; inside a training step the features were written by other kernels, much
 of them evicted. This script captures a fresh GraphedTrainStep (dense64 batch 2, as
-bench/spconv_compare.py) per candidate configuration of the BatchNorm sums kernels
-(`kernels.triton.batchnorm.SUMS_CONFIG`, forward and backward), times its
+bench/spconv_compare.py) per candidate: a configuration of the BatchNorm sums kernels
+(`kernels.triton.batchnorm.SUMS_CONFIG`, forward and backward) and a variant of the implicit
+GEMM's configurations (`--gemm`: base = `kernels.triton.conv.gemm_config`; pre = every pipelined
+call with PRELOAD; preN = that with N stages), every pair of the two lists. It times its
 replays (median of CUDA events over rotating scans; host preparation included, as
 spconv_compare times it) and sums the device time of each kernel over profiled replays ("busy").
 Prints a table; writes JSON. (bench/results/instep_conv_sums_*.json and instep_bn_sums_sweep*
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import re
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ import kernels  # noqa: E402
 from kernels.functional import cross_entropy  # noqa: E402
 from kernels.graphs import GraphedTrainStep  # noqa: E402
 from kernels.triton import batchnorm as tbn  # noqa: E402
+from kernels.triton import conv as triton_conv  # noqa: E402
 from weak3d.models import MinkUNet  # noqa: E402
 
 
@@ -57,6 +62,26 @@ def parse_sums(text: str) -> dict[str, int]:
         raise ValueError(f"--sums: {text!r} is not of the form r<rows>c<channels>w<warps>p<programs>")
     r, c, w, p = (int(g) for g in match.groups())
     return {"BLOCK_R": r, "BLOCK_C": c, "num_warps": w, "programs_per_sm": p}
+
+
+def gemm_variant(name: str) -> Callable[..., dict[str, int]]:
+    """`gemm_config` as variant `name` changes it: base, pre (PRELOAD on every pipelined call) or
+    preN (that with N stages)."""
+    match = re.fullmatch(r"base|pre(\d?)", name)
+    if match is None:
+        raise ValueError(f"--gemm: {name!r} is not base, pre or pre<stages>")
+
+    def config(*args: Any, **kwargs: Any) -> dict[str, int]:
+        chosen = BASE_GEMM_CONFIG(*args, **kwargs)
+        if name == "base" or not chosen.get("STAGES"):
+            return chosen
+        stages = int(match.group(1)) if match.group(1) else chosen["STAGES"]
+        return {**chosen, "STAGES": stages, "PRELOAD": 1}
+
+    return config
+
+
+BASE_GEMM_CONFIG = triton_conv.gemm_config
 
 
 def step_times(step: GraphedTrainStep, pairs: list[tuple[torch.Tensor, torch.Tensor]], iters: int
@@ -87,8 +112,9 @@ def main() -> None:
     parser.add_argument("--scan", required=True)
     parser.add_argument("--voxel", type=float, default=0.05)
     parser.add_argument("--points", choices=("nuscenes", "dense64"), default="dense64")
-    parser.add_argument("--sums", default="r32c32w8p4,r64c32w8p4,r128c32w8p2,r128c32w8p4,r64c64w4p4,"
-                                          "r128c64w8p2,r64c32w4p8")
+    parser.add_argument("--sums", default="r32c32w8p4", help="BatchNorm sums configurations, e.g. "
+                        "r32c32w8p4,r64c32w8p4,r128c32w8p2 (bench/results/instep_bn_sums_sweep_h100.json)")
+    parser.add_argument("--gemm", default="base", help="implicit-GEMM variants: base,pre,pre3,pre4")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -102,16 +128,18 @@ def main() -> None:
     watched = ("_stats_kernel", "_grad_stats_kernel", "_apply_kernel", "_grad_apply_kernel",
                "implicit_gemm_kernel", "implicit_gemm_compact_kernel")
     rows: list[dict[str, Any]] = []
-    for text in args.sums.split(","):
+    for text, variant in itertools.product(args.sums.split(","), args.gemm.split(",")):
         tbn.SUMS_CONFIG = parse_sums(text)
+        triton_conv.gemm_config = gemm_variant(variant)
         opt = torch.optim.SGD(model.parameters(), lr=1e-6)
         step = GraphedTrainStep(model, cross_entropy, opt, autocast_dtype=torch.float16, max_graphs=8)
         times, kernels_us = step_times(step, pairs, args.iters)
-        row = {"sums": text, "config": dict(tbn.SUMS_CONFIG), "median_ms": statistics.median(times),
+        row = {"sums": text, "gemm": variant, "config": dict(tbn.SUMS_CONFIG),
+               "median_ms": statistics.median(times),
                "min_ms": min(times), "busy_us": sum(kernels_us.values()),
                "kernels_us": {k: kernels_us.get(k, 0.0) for k in watched}, "all_kernels_us": kernels_us}
         rows.append(row)
-        print(f"{text:<12} step {row['median_ms']:6.2f} ms "
+        print(f"{text:<12} {variant:<5} step {row['median_ms']:6.2f} ms "
               f"(min {row['min_ms']:.2f}) busy {row['busy_us'] / 1e3:6.2f} ms | " + " ".join(
                   f"{k.strip('_').replace('_kernel', '')} {v:.0f}" for k, v in row["kernels_us"].items()),
               flush=True)

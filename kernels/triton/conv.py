@@ -91,7 +91,8 @@ def implicit_gemm(
 ) -> torch.Tensor:
     """y[r] = sum_k x[side.table[r, k]] @ W_k with W_k = weight[k] (or weight[k].T).
 
-    config: tile shape, warps and STAGES (> 0: the pipelined compact kernel), default gemm_config.
+    config: tile shape, warps, STAGES (> 0: the pipelined compact kernel) and PRELOAD (1: that
+    kernel reads its table block before the loop), default gemm_config.
     epilogue: an eval-mode BatchNorm (and a residual sum, and ReLU) applied to the fp32 sums before
     the store.
     """
@@ -107,6 +108,7 @@ def implicit_gemm(
         return y
     config = dict(config or gemm_config(c_in, c_out, x.dtype != torch.float32, n_rows, volume))
     stages = config.pop("STAGES", 0)
+    preload = bool(config.pop("PRELOAD", 0))  # the compact kernel's table block (its docstring)
     grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_out, config["BLOCK_N"]))
     precision = settings.dot_precision(x.dtype)
     residual = None if epilogue is None else epilogue.residual
@@ -126,7 +128,7 @@ def implicit_gemm(
             x, weight, y, side.sorted_table, side.perm, side.sorted_mask,
             n_rows, c_in, c_out, s_wk, s_wi, s_wo, *norm,
             K=volume, K_POW2=triton.next_power_of_2(volume), FLIP=side.flip, PRECISION=precision,
-            STAGES=stages, **flags, **config,
+            STAGES=stages, PRELOAD=preload, **flags, **config,
         )
         return y
     if side.sorted_table is not None:

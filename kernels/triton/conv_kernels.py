@@ -120,6 +120,7 @@ def implicit_gemm_compact_kernel(
     res_ptr, K: tl.constexpr, K_POW2: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
     NORMALISE: tl.constexpr, RESIDUAL: tl.constexpr, RELU: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+    PRELOAD: tl.constexpr = False,
 ):
     """The SORTED implicit GEMM as one flat loop over (present offset, Cin chunk) that Triton can
     software-pipeline: the next step's table column and gathered rows load while this one's dot runs
@@ -127,6 +128,12 @@ def implicit_gemm_compact_kernel(
 
     The tile's present table columns are ranked once (a cumulative sum over its OR-ed bitmask);
     step j reads column number j // chunks in ascending column order.
+
+    PRELOAD: the tile's present table columns are loaded once before the loop, as a [K_POW2,
+    BLOCK_M] block in registers, and each step picks its column out of it. No load in the loop
+    then feeds another load, so Triton's pipeliner can issue the gathers STAGES - 1 steps ahead
+    into as many buffers (with the table read in the loop, the chain table -> gather -> dot
+    splits the stages and leaves one gather in flight).
     """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -142,6 +149,9 @@ def implicit_gemm_compact_kernel(
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < c_out
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    if PRELOAD:
+        block = tl.load(table_ptr + columns[:, None] * n_rows + slots[None, :],
+                        mask=present[:, None] & row_ok[None, :], other=-1)
     for j in tl.range(0, steps, num_stages=STAGES):
         q = j // chunks
         column = tl.sum(tl.where(present & (rank == q), columns, 0), 0)
@@ -149,7 +159,10 @@ def implicit_gemm_compact_kernel(
             k = K - 1 - column
         else:
             k = column
-        index = tl.load(table_ptr + column * n_rows + slots, mask=row_ok, other=-1)
+        if PRELOAD:
+            index = tl.sum(tl.where((columns == column)[:, None], block, 0), 0)
+        else:
+            index = tl.load(table_ptr + column * n_rows + slots, mask=row_ok, other=-1)
         has = index >= 0
         ck = (j - q * chunks) * BLOCK_K + tl.arange(0, BLOCK_K)
         ck_ok = ck < c_in

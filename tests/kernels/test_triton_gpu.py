@@ -151,13 +151,14 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
         assert torch.equal(others[k, :count].long(), table[expected, k])
 
 
-@pytest.mark.parametrize("kernel", ["loop", "pipelined"])
+@pytest.mark.parametrize("kernel", ["loop", "pipelined", "preloaded"])
 @pytest.mark.parametrize(("op", "cin", "cout"), [("subm", 32, 32), ("subm", 256, 96), ("down", 96, 128)])
 @pytest.mark.parametrize(("block_m", "warps", "block_n"),
                          [(32, 4, 64), (64, 4, 64), (64, 4, 32), (128, 4, 64), (128, 8, 256)])
 def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int, cout: int, block_m: int,
                                                  warps: int, block_n: int) -> None:
-    """Both implicit-GEMM kernels (the tuned configs pick either), forward and input gradient
+    """Both implicit-GEMM kernels (the tuned configs pick either; the pipelined one also with its
+    table block read before the loop, PRELOAD), forward and input gradient
     (submanifold: the flipped table), several Cin chunks (32-channel steps with 32-wide output
     tiles, as 96-channel layers take them), against fp64 sums over the table; the
     forward also with an eval-mode BatchNorm and ReLU applied before the store, and with a
@@ -175,7 +176,8 @@ def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int,
     dy = torch.randn(kmap.n_out, cout, device="cuda", generator=generator).half()
     weight = (torch.randn(size**3, cin, cout, device="cuda", generator=generator) / cin**0.5).half()
     config = {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": 32 if block_n == 32 else 64,
-              "num_warps": warps, "STAGES": 3 if kernel == "pipelined" else 0}
+              "num_warps": warps, "STAGES": 0 if kernel == "loop" else 3,
+              "PRELOAD": int(kernel == "preloaded")}
     table = kmap.output_side().table.long()
     ref_y = torch.zeros(kmap.n_out, cout, dtype=torch.float64, device="cuda")
     ref_dx = torch.zeros(kmap.n_in, cin, dtype=torch.float64, device="cuda")
