@@ -86,6 +86,13 @@ def gemm_candidates(c_in: int, c_out: int) -> dict[str, dict[str, int]]:
             for stages in (0, 2, 3):
                 out[f"{'pipe' if stages else 'loop'}{stages or ''} m{block_m} w8 n256"] = {
                     "BLOCK_M": block_m, "BLOCK_N": 256, "BLOCK_K": block_k, "num_warps": 8, "STAGES": stages}
+        # 256 rows x 128 channels: half the weight loads of 128 x 256 per row, each gathered row
+        # loaded twice (fewer bytes in all if masked-off rows cost no traffic; 245 registers, no
+        # spills on a CPU compile for sm_90a)
+        out["loop m256 w8 n128"] = {"BLOCK_M": 256, "BLOCK_N": 128, "BLOCK_K": block_k, "num_warps": 8,
+                                    "STAGES": 0}
+        for stages in (2, 3):
+            out[f"pre{stages} m256 w8 n128"] = {**out["loop m256 w8 n128"], "STAGES": stages, "PRELOAD": 1}
     return out
 
 
