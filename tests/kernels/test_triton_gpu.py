@@ -154,7 +154,7 @@ def test_gpu_kernel_map_has_the_reference_pairs(op: str, size: int, stride: int)
 @pytest.mark.parametrize("kernel", ["loop", "pipelined", "preloaded"])
 @pytest.mark.parametrize(("op", "cin", "cout"), [("subm", 32, 32), ("subm", 256, 96), ("down", 96, 128)])
 @pytest.mark.parametrize(("block_m", "warps", "block_n"),
-                         [(32, 4, 64), (64, 4, 64), (64, 4, 32), (128, 4, 64), (128, 8, 256)])
+                         [(32, 4, 64), (64, 4, 64), (64, 4, 32), (128, 4, 64), (128, 8, 256), (256, 8, 128)])
 def test_every_implicit_gemm_config_matches_fp64(kernel: str, op: str, cin: int, cout: int, block_m: int,
                                                  warps: int, block_n: int) -> None:
     """Both implicit-GEMM kernels (the tuned configs pick either; the pipelined one also with its
