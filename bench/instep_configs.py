@@ -64,10 +64,13 @@ def parse_sums(text: str) -> dict[str, int]:
     return {"BLOCK_R": r, "BLOCK_C": c, "num_warps": w, "programs_per_sm": p}
 
 
+BASE_GEMM_CONFIG = triton_conv.gemm_config  # before main() swaps in a variant
+
+
 def gemm_variant(name: str) -> Callable[..., dict[str, int]]:
     """`gemm_config` as variant `name` changes it: base, pre (PRELOAD on every pipelined call) or
     preN (that with N stages)."""
-    match = re.fullmatch(r"base|pre(\d?)", name)
+    match = re.fullmatch(r"base|pre([1-9]?)", name)
     if match is None:
         raise ValueError(f"--gemm: {name!r} is not base, pre or pre<stages>")
 
@@ -79,9 +82,6 @@ def gemm_variant(name: str) -> Callable[..., dict[str, int]]:
         return {**chosen, "STAGES": stages, "PRELOAD": 1}
 
     return config
-
-
-BASE_GEMM_CONFIG = triton_conv.gemm_config
 
 
 def step_times(step: GraphedTrainStep, pairs: list[tuple[torch.Tensor, torch.Tensor]], iters: int
